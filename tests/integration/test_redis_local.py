@@ -1,0 +1,44 @@
+"""The embedded online store: a real redis-server per home, or an external one by URL."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from vitrine.config import Home
+from vitrine.online.redis_local import ManagedRedis, ping, redis_url
+
+pytestmark = pytest.mark.integration
+
+
+def test_managed_redis_starts_per_home_persists_and_stops(home: Home, tmp_path):
+    url = redis_url(home)
+    assert url.startswith("redis://127.0.0.1:") and ping(url)
+    assert redis_url(home) == url  # reused while it answers
+    other = Home(tmp_path / "other")
+    other_url = redis_url(other)
+    try:
+        assert other_url != url  # homes never share a server
+        redis.Redis.from_url(url).set("k", "v")
+        assert redis.Redis.from_url(other_url).get("k") is None
+    finally:
+        ManagedRedis(other.redis_dir).stop()
+    managed = ManagedRedis(home.redis_dir)
+    assert managed.stop() and not ping(url)
+    # data survives a restart (saved on shutdown)
+    url = managed.start()
+    try:
+        assert redis.Redis.from_url(url).get("k") == b"v"
+    finally:
+        managed.stop()
+
+
+def test_external_url_wins(home: Home, monkeypatch, tmp_path):
+    server = ManagedRedis(tmp_path / "external")
+    url = server.start()
+    try:
+        monkeypatch.setenv("VITRINE_REDIS_URL", url)
+        assert redis_url(home) == url
+        assert not home.redis_dir.exists()  # nothing started for the home
+    finally:
+        server.stop()

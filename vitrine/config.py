@@ -1,0 +1,62 @@
+"""Where a Vitrine deployment keeps its state, resolved once at the edge and passed down.
+
+A *home* is one directory holding everything a deployment owns: the event log, the
+catalogues, rejects, the managed Redis server's data, features and model versions.
+Independent deployments (and tests) use independent homes and never share state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "VITRINE_HOME"
+REDIS_URL_ENV = "VITRINE_REDIS_URL"
+DEFAULT_HOME = Path("~/.vitrine")
+
+
+@dataclass(frozen=True)
+class Home:
+    """The directory layout of one deployment. Paths only; nothing is created here."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, home: str | os.PathLike[str] | None = None) -> Home:
+        """`--home` wins, then `$VITRINE_HOME`, then `~/.vitrine`."""
+        raw = home if home is not None else os.environ.get(HOME_ENV) or DEFAULT_HOME
+        return cls(Path(raw).expanduser().resolve())
+
+    @property
+    def events(self) -> Path:
+        """Event log: Parquet partitioned by `date=YYYY-MM-DD`."""
+        return self.root / "events"
+
+    @property
+    def catalog(self) -> Path:
+        """Current users/items/merchants tables, plus their version history."""
+        return self.root / "catalog"
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / "rejects"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.root / "redis"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    def ensure(self) -> Home:
+        for path in (self.root, self.events, self.catalog, self.rejects):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def redis_url_from_env() -> str | None:
+    """An external Redis (server or cluster) when `$VITRINE_REDIS_URL` is set."""
+    url = os.environ.get(REDIS_URL_ENV, "").strip()
+    return url or None

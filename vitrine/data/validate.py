@@ -1,0 +1,221 @@
+"""Row-level validation of one batch against a table contract, vectorised with Arrow.
+
+A batch comes in as read (CSV text or typed Parquet); it goes out as a table typed
+exactly as the contract says, plus one reject record per failing (row, field). A row with
+any failure is rejected whole; every other row is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vitrine.data.schemas import Column, Kind, TableSchema
+
+REJECT_COLUMNS = ("source", "row", "field", "value", "reason", "record")
+
+
+@dataclass
+class Checked:
+    """The accepted rows of a batch (typed) and the reject records of the rest."""
+
+    accepted: pa.Table
+    accepted_rows: np.ndarray  # source row numbers of the accepted rows
+    rejects: pd.DataFrame
+    rejected_count: int
+
+
+@dataclass
+class _Failure:
+    mask: np.ndarray  # True where the row fails
+    field: str
+    reason: str
+
+
+def _blank_to_null(arr: pa.Array) -> pa.Array:
+    trimmed = pc.utf8_trim_whitespace(arr)
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+
+
+def _as_text(arr: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        if pa.types.is_floating(arr.type):
+            # an id column read as float (e.g. CSV-to-Parquet tools) must not become "12.0"
+            as_int = pc.cast(arr, pa.int64(), safe=False)
+            whole = pc.equal(pc.cast(as_int, arr.type), arr)
+            arr = pc.if_else(whole, pc.cast(as_int, pa.string()), pc.cast(arr, pa.string()))
+        else:
+            arr = pc.cast(arr, pa.string())
+    return _blank_to_null(arr.cast(pa.string()))
+
+
+def _np_mask(arr: pa.Array) -> np.ndarray:
+    return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _parse_timestamp(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Timestamp column → (timestamp[us, UTC], mask of present-but-unparsable)."""
+    target = pa.timestamp("us", tz="UTC")
+    if pa.types.is_timestamp(arr.type):
+        if arr.type.tz is None:
+            arr = pa.Array.from_buffers(pa.timestamp(arr.type.unit, tz="UTC"), len(arr), arr.buffers(),
+                                        null_count=arr.null_count, offset=arr.offset)
+        return pc.cast(arr, target, safe=False), np.zeros(len(arr), dtype=bool)
+    if pa.types.is_date(arr.type):
+        return pc.cast(pc.cast(arr, pa.timestamp("us")), target), np.zeros(len(arr), dtype=bool)
+    text = _as_text(arr)
+    present = _np_mask(pc.is_valid(text))
+    series = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
+    parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
+    bad = present & parsed.isna().to_numpy()
+    values = parsed.dt.as_unit("us") if hasattr(parsed.dt, "as_unit") else parsed
+    return pa.Array.from_pandas(values, type=target), bad
+
+
+def _parse_number(arr: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Numeric column → (typed array, mask of unparsable, mask of non-integer for INT)."""
+    n = len(arr)
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type):
+        values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
+        unparsable = np.zeros(n, dtype=bool)
+    else:
+        text = _as_text(arr)
+        present = _np_mask(pc.is_valid(text))
+        values = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object),
+                               errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        unparsable = present & np.isnan(values)
+    values = np.asarray(values, dtype=float)
+    unparsable |= np.isinf(values)
+    not_int = np.zeros(n, dtype=bool)
+    if kind is Kind.INT:
+        finite = np.isfinite(values)
+        not_int = finite & (np.floor(values) != values)
+        out = pa.array(np.where(finite, values, 0).astype(np.int64), mask=~finite)
+    else:
+        out = pa.array(values, mask=~np.isfinite(values), type=pa.float64())
+    return out, unparsable, not_int
+
+
+def _check_column(col: Column, raw: pa.Array | None, n: int,
+                  failures: list[_Failure]) -> pa.Array:
+    if raw is None:
+        if col.required:
+            failures.append(_Failure(np.ones(n, dtype=bool), col.name,
+                                     f"required column {col.name!r} is missing from the file"))
+        return pa.nulls(n, col.arrow_type)
+    if isinstance(raw, pa.ChunkedArray):
+        raw = raw.combine_chunks()
+
+    if col.kind is Kind.TIMESTAMP:
+        out, bad = _parse_timestamp(raw)
+        if bad.any():
+            failures.append(_Failure(bad, col.name, "unparsable timestamp (use ISO-8601, e.g. "
+                                                    "2024-05-01T12:30:00Z)"))
+    elif col.kind in (Kind.INT, Kind.FLOAT):
+        out, unparsable, not_int = _parse_number(raw, col.kind)
+        if unparsable.any():
+            failures.append(_Failure(unparsable, col.name, f"not a number ({col.kind.value} expected)"))
+        if not_int.any():
+            failures.append(_Failure(not_int, col.name, "not an integer"))
+        values = pc.cast(out, pa.float64()).to_numpy(zero_copy_only=False)
+        with np.errstate(invalid="ignore"):
+            if col.min_value is not None:
+                low = values < col.min_value
+                if low.any():
+                    failures.append(_Failure(low, col.name, f"below the minimum {col.min_value:g}"))
+            if col.max_value is not None:
+                high = values > col.max_value
+                if high.any():
+                    failures.append(_Failure(high, col.name, f"above the maximum {col.max_value:g}"))
+    else:
+        out = _as_text(raw)
+        if col.kind is Kind.ENUM:
+            out = pc.utf8_lower(out)
+            unknown = _np_mask(pc.and_(pc.is_valid(out),
+                                       pc.invert(pc.is_in(out, value_set=pa.array(col.allowed)))))
+            if unknown.any():
+                failures.append(_Failure(unknown, col.name,
+                                         "unknown value; allowed: " + ", ".join(col.allowed)))
+
+    if col.required:
+        missing = ~_np_mask(pc.is_valid(out))
+        # a value that failed to parse already has its own, more precise reason
+        already = np.zeros(n, dtype=bool)
+        for f in failures:
+            if f.field == col.name:
+                already |= f.mask
+        missing &= ~already
+        if missing.any():
+            failures.append(_Failure(missing, col.name, "required value is empty"))
+    return out
+
+
+def check_references(values: pa.Array, known: pa.Array, field_name: str, what: str) -> _Failure | None:
+    """Rows whose (non-null) `values` are not in `known`."""
+    unknown = _np_mask(pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known))))
+    if unknown.any():
+        return _Failure(unknown, field_name, f"unknown {what} (not in the {what}s catalogue)")
+    return None
+
+
+def check_batch(batch: pa.Table | pa.RecordBatch, schema: TableSchema, *, source: str,
+                first_row: int | np.ndarray, references: dict[str, tuple[pa.Array, str]] | None = None
+                ) -> Checked:
+    """Validate one batch. `first_row` is the 1-based source row of its first row (or an
+    explicit array of row numbers); `references` maps a column to (known ids, what)."""
+    table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    n = table.num_rows
+    rows = (np.arange(first_row, first_row + n, dtype=np.int64) if np.isscalar(first_row)
+            else np.asarray(first_row, dtype=np.int64))
+    failures: list[_Failure] = []
+    columns = {}
+    for col in schema.columns:
+        raw = table.column(col.name) if col.name in table.column_names else None
+        columns[col.name] = _check_column(col, raw, n, failures)
+    for name, (known, what) in (references or {}).items():
+        f = check_references(columns[name], known, name, what)
+        if f is not None:
+            failures.append(f)
+
+    clean = pa.table(columns, schema=schema.arrow_schema())
+    bad = np.zeros(n, dtype=bool)
+    for f in failures:
+        bad |= f.mask
+    rejects = _reject_records(table, failures, rows, source) if bad.any() else _empty_rejects()
+    keep = np.flatnonzero(~bad)
+    accepted = clean if keep.size == n else clean.take(pa.array(keep))
+    return Checked(accepted=accepted, accepted_rows=rows[keep], rejects=rejects,
+                   rejected_count=int(bad.sum()))
+
+
+def _empty_rejects() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "object") for c in REJECT_COLUMNS})
+
+
+def _reject_records(table: pa.Table, failures: list[_Failure], rows: np.ndarray,
+                    source: str) -> pd.DataFrame:
+    """One record per (row, field) failure, carrying the original row as JSON so nothing is lost."""
+    bad_idx = np.flatnonzero(np.logical_or.reduce([f.mask for f in failures]))
+    originals = table.take(pa.array(bad_idx)).to_pylist()
+    original_by_idx = dict(zip(bad_idx.tolist(), originals, strict=True))
+    out = []
+    for f in failures:
+        for i in np.flatnonzero(f.mask).tolist():
+            record = original_by_idx[i]
+            value = record.get(f.field)
+            out.append({
+                "source": source,
+                "row": int(rows[i]),
+                "field": f.field,
+                "value": "" if value is None else str(value),
+                "reason": f.reason,
+                "record": json.dumps(record, default=str, sort_keys=True),
+            })
+    return pd.DataFrame(out, columns=list(REJECT_COLUMNS)).sort_values(["row", "field"], kind="stable")

@@ -1,0 +1,122 @@
+"""The online store's Redis: an external one from `$VITRINE_REDIS_URL`, or one managed per home.
+
+The embedded default starts `redis-server` bound to loopback on a free port, with its
+data, config, pid and log under `<home>/redis/`, and reuses it while it answers. Nothing
+has to be started by hand, and two homes never share a server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vitrine.config import Home, redis_url_from_env
+from vitrine.errors import VitrineError
+
+
+class RedisUnavailable(VitrineError):
+    """No Redis could be reached or started; the message says how to fix it."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ping(url: str, timeout: float = 0.5) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        return False
+
+
+@dataclass
+class ManagedRedis:
+    """A redis-server owned by one home."""
+
+    directory: Path
+
+    @property
+    def port_file(self) -> Path:
+        return self.directory / "port"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / "redis.pid"
+
+    @property
+    def url(self) -> str | None:
+        if not self.port_file.exists():
+            return None
+        return f"redis://127.0.0.1:{self.port_file.read_text().strip()}/0"
+
+    def running(self) -> bool:
+        url = self.url
+        return url is not None and ping(url)
+
+    def start(self, port: int | None = None, timeout: float = 10.0) -> str:
+        if self.running():
+            return self.url  # type: ignore[return-value]
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RedisUnavailable(
+                "redis-server is not installed: run `make setup` (installs Debian's redis-server), "
+                "or point VITRINE_REDIS_URL at a running Redis")
+        self.directory.mkdir(parents=True, exist_ok=True)
+        port = port or free_port()
+        conf = self.directory / "redis.conf"
+        conf.write_text("\n".join([
+            "bind 127.0.0.1", f"port {port}", "protected-mode yes", "daemonize yes",
+            f"dir {self.directory}", f"pidfile {self.pid_file}", f"logfile {self.directory / 'redis.log'}",
+            "save 300 1", "appendonly no", "dbfilename dump.rdb", "",
+        ]))
+        subprocess.run([binary, str(conf)], check=True, capture_output=True)
+        self.port_file.write_text(str(port))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ping(self.url):  # type: ignore[arg-type]
+                return self.url  # type: ignore[return-value]
+            time.sleep(0.05)
+        log = (self.directory / "redis.log")
+        tail = log.read_text()[-2000:] if log.exists() else ""
+        raise RedisUnavailable(f"redis-server did not answer on port {port} within {timeout}s:\n{tail}")
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Shut the server down (saving its data). True if one was running."""
+        if not self.running():
+            return False
+        import redis
+
+        client = redis.Redis.from_url(self.url)  # type: ignore[arg-type]
+        try:
+            client.shutdown(save=True)
+        except redis.exceptions.ConnectionError:
+            pass  # the server closes the connection as it exits
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.running():
+            time.sleep(0.05)
+        return True
+
+
+def redis_url(home: Home, start: bool = True) -> str:
+    """The online store's URL: `$VITRINE_REDIS_URL`, else this home's managed server."""
+    external = redis_url_from_env()
+    if external:
+        return external
+    managed = ManagedRedis(home.redis_dir)
+    if managed.running():
+        return managed.url  # type: ignore[return-value]
+    if not start:
+        raise RedisUnavailable(f"no Redis running for {home.root}: run `vitrine redis start`")
+    return managed.start()

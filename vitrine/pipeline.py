@@ -1,0 +1,81 @@
+"""The main job (`vitrine demo`, `make demo`): every stage in order on embedded defaults.
+
+Stages so far: generate a synthetic platform → ingest it → summarise the home. Each stage
+is idempotent, so re-running the job is safe and skips what is already done.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from vitrine.config import Home
+
+
+def _stage(title: str) -> float:
+    print(f"\n== {title}", flush=True)
+    return time.perf_counter()
+
+
+def _done(started: float) -> None:
+    print(f"   ({time.perf_counter() - started:.1f}s)", flush=True)
+
+
+def home_summary(home: Home) -> str:
+    """Counts of what the home holds: events by type and day range, catalogue sizes."""
+    import pyarrow.compute as pc
+
+    from vitrine.data.catalog import Catalog
+    from vitrine.data.eventlog import EventLog
+    from vitrine.data.schemas import CATALOG_TABLES
+
+    log = EventLog(home.events)
+    lines = [f"home {home.root}"]
+    dates = log.dates()
+    if dates:
+        types = log.read(columns=["event_type"]).column("event_type")
+        counts = {d["values"]: d["counts"] for d in pc.value_counts(types).to_pylist()}
+        lines.append(f"  event log: {sum(counts.values()):,} events over {len(dates)} days "
+                     f"({dates[0]} .. {dates[-1]})")
+        lines.append("    " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+    else:
+        lines.append("  event log: empty")
+    for name, schema in CATALOG_TABLES.items():
+        cat = Catalog(home.catalog, schema)
+        lines.append(f"  {name}: {len(cat.read()):,}" if cat.exists() else f"  {name}: none")
+    return "\n".join(lines)
+
+
+def run_demo(home: Home, *, preset: str = "demo", seed: int = 0) -> int:
+    from vitrine.data.ingest import ingest
+    from vitrine.synth.generate import generate
+    from vitrine.synth.presets import get_preset
+
+    home.ensure()
+    total = time.perf_counter()
+    data = data_dir(home, preset, seed)
+    manifest = data / "manifest.json"
+
+    t = _stage(f"generate the {preset!r} synthetic platform → {data}")
+    if manifest.exists():
+        print(f"   already generated ({json.loads(manifest.read_text())['total_events']:,} events)")
+    else:
+        print(generate(get_preset(preset), data, seed=seed, progress=True).render())
+    _done(t)
+
+    t = _stage("ingest merchants, items, users and events")
+    report = ingest(home, merchants=[data / "merchants.parquet"], items=[data / "items.parquet"],
+                    users=[data / "users.parquet"], events=[data / "events"], progress=True)
+    print(report.render())
+    _done(t)
+
+    t = _stage("summary")
+    print(home_summary(home))
+    _done(t)
+    print(f"\nmain job finished in {time.perf_counter() - total:.1f}s")
+    return 0
+
+
+def data_dir(home: Home, preset: str, seed: int) -> Path:
+    return home.root / "synthetic" / f"{preset}-seed{seed}"
