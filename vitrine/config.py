@@ -39,6 +39,16 @@ class Home:
         return self.root / "catalog"
 
     @property
+    def features(self) -> Path:
+        """Feature tables written by the Spark jobs: Feast's offline store (Parquet)."""
+        return self.root / "features"
+
+    @property
+    def feast(self) -> Path:
+        """This home's Feast registry and generated feature_store.yaml."""
+        return self.root / "feast"
+
+    @property
     def rejects(self) -> Path:
         return self.root / "rejects"
 

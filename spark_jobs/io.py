@@ -1,0 +1,83 @@
+"""Reading the home's event log and catalogues into Spark, writing feature tables, and the
+as-of clock: every job's time is the log's latest event unless told otherwise, so a log
+from years ago computes the same features today as on the day it was written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from vitrine.config import Home
+from vitrine.errors import VitrineError
+
+EVENT_WEIGHTS = {"impression": 0.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+POSITIVE_TYPES = ("click", "add_to_cart", "purchase")
+
+
+class NoEvents(VitrineError):
+    pass
+
+
+def read_events(spark, home: Home):
+    from pyspark.sql import functions as F
+
+    if not any(home.events.glob("date=*/*.parquet")):
+        raise NoEvents(f"the event log in {home.events} is empty: run `vitrine ingest --events ...` first")
+    df = spark.read.parquet(str(home.events))
+    return df.withColumn("day", F.to_date("event_time"))
+
+
+def read_catalog(spark, home: Home, table: str, history: bool = False):
+    """The current table (or every accepted version), or None when the home has none."""
+    path = home.catalog / (f"{table}_history" if history else f"{table}.parquet")
+    if not path.exists():
+        return None
+    return spark.read.parquet(str(path))
+
+
+def write_table(df, path: Path, partitions: int = 1) -> Path:
+    """Overwrite one feature table (a directory of Parquet parts with microsecond timestamps)."""
+    df.coalesce(partitions).write.mode("overwrite").parquet(str(path))
+    return path
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Feature snapshots: one per day boundary after the first log day, up to the as-of day.
+
+    A snapshot stamped D 00:00 UTC is computed from events strictly before D, so a label at
+    any time t joins (point in time) with a snapshot built only from events before t.
+    """
+
+    as_of: datetime  # the latest event considered (inclusive)
+    snapshots: tuple[date, ...]
+
+    @property
+    def last(self) -> date:
+        return self.snapshots[-1]
+
+    @staticmethod
+    def boundary(d: date) -> datetime:
+        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+
+
+def make_clock(events, as_of: datetime | None = None, snapshot_days: int | None = None) -> Clock:
+    from pyspark.sql import functions as F
+
+    row = events.agg(F.min("event_time").alias("first"), F.max("event_time").alias("last")).first()
+    if row["last"] is None:
+        raise NoEvents("the event log has no events")
+    first = row["first"].replace(tzinfo=timezone.utc) if row["first"].tzinfo is None else row["first"]
+    last = row["last"].replace(tzinfo=timezone.utc) if row["last"].tzinfo is None else row["last"]
+    as_of = as_of or last
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=timezone.utc)
+    end = as_of.date() + timedelta(days=1)
+    start = first.date() + timedelta(days=1)
+    days = [start + timedelta(days=k) for k in range((end - start).days + 1)]
+    if not days:
+        days = [end]
+    if snapshot_days is not None:
+        days = days[-snapshot_days:]
+    return Clock(as_of=as_of, snapshots=tuple(days))

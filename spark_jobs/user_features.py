@@ -1,0 +1,131 @@
+"""User features per daily snapshot: behaviour windows, smoothed rates, recency, decayed
+category/brand preferences, price level, behaviour segment, recent items; and the profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from spark_jobs.io import EVENT_WEIGHTS, POSITIVE_TYPES, Clock
+from spark_jobs.windows import (
+    COUNTS, LOOKBACK_DAYS, WINDOWS, daily_counts, days_since, fan_out, priors, smoothed, snapshot_frame, windowed_sums,
+)
+
+
+@dataclass(frozen=True)
+class UserFeatureSettings:
+    rate_strength: float = 20.0  # pseudo-impressions / pseudo-clicks of the prior
+    preference_half_life_days: float = 7.0
+    top_k_preferences: int = 3
+    recent_items: int = 20
+    # segments: high_value = purchases_30d >= high_value_purchases; potential = any purchase,
+    # cart, or at least potential_clicks clicks in 30 days; normal = the rest
+    high_value_purchases: int = 2
+    potential_clicks: int = 5
+
+
+def _decay(age_days_col, half_life: float):
+    from pyspark.sql import functions as F
+
+    return F.exp(-F.lit(0.6931471805599453 / half_life) * (age_days_col - F.lit(0.5)))
+
+
+def _top_k(scored, key: str, value: str, k: int, prefix: str):
+    """Top-k values per (key, snapshot) by score → arrays of names and normalised weights."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    w = Window.partitionBy(key, "snap_day").orderBy(F.desc("pref"), F.asc(value))
+    ranked = scored.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= k)
+    total = F.sum("pref").over(Window.partitionBy(key, "snap_day"))
+    ranked = ranked.withColumn("share", (F.col("pref") / total).cast("float"))
+    return ranked.groupBy(key, "snap_day").agg(
+        F.sort_array(F.collect_list(F.struct("rank", value, "share"))).alias("_top")).select(
+        key, "snap_day",
+        F.col(f"_top.{value}").alias(f"top_{prefix}s"),
+        F.col("_top.share").alias(f"top_{prefix}_weights"))
+
+
+def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSettings = UserFeatureSettings()):
+    """One row per (user active in the 30 days before a snapshot, snapshot)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    snaps = snapshot_frame(spark, clock)
+    sums = windowed_sums(fan_out(daily_counts(events, ["user_id"]), snaps), ["user_id"])
+    pri = priors(sums)
+    s = sums.join(F.broadcast(pri), "snap_day")
+    has_impressions = F.col("all_impressions") > 0
+    out = s.select(
+        "user_id", "snap_day", F.col("snap_ts").alias("event_timestamp"),
+        *[f"{col}_{w}d" for w in WINDOWS for col in COUNTS],
+        F.col("spend_30d").cast("double").alias("spend_30d"),
+        F.when(has_impressions, smoothed(F.col("clicks_30d"), F.col("impressions_30d"), F.col("prior_ctr"),
+                                         settings.rate_strength)).cast("double").alias("ctr_30d"),
+        smoothed(F.col("purchases_30d"), F.col("clicks_30d"), F.col("prior_cvr"),
+                 settings.rate_strength).cast("double").alias("cvr_30d"),
+        days_since(F.col("last_event"), F.col("snap_ts")).alias("days_since_last_event"),
+        days_since(F.col("last_positive"), F.col("snap_ts")).alias("days_since_last_positive"),
+        days_since(F.col("last_purchase"), F.col("snap_ts")).alias("days_since_last_purchase"),
+        F.when(F.col("purchases_30d") >= settings.high_value_purchases, "high_value")
+        .when((F.col("purchases_30d") > 0) | (F.col("carts_30d") > 0)
+              | (F.col("clicks_30d") >= settings.potential_clicks), "potential")
+        .otherwise("normal").alias("segment"),
+    )
+
+    positives = events.where(F.col("event_type").isin(*POSITIVE_TYPES))
+    # price level: geometric mean price of what the user engaged with (30 days)
+    priced = positives.where(F.col("price") > 0).groupBy("user_id", "day").agg(
+        F.sum(F.log("price")).alias("log_price_sum"), F.count("*").alias("priced"))
+    price = fan_out(priced, snaps).groupBy("user_id", "snap_day").agg(
+        F.exp(F.sum("log_price_sum") / F.sum("priced")).alias("price_level"))
+    out = out.join(price, ["user_id", "snap_day"], "left")
+
+    # decayed category and brand preferences
+    weight = F.lit(0.0)
+    for name, w in EVENT_WEIGHTS.items():
+        weight = F.when(F.col("event_type") == name, F.lit(w)).otherwise(weight)
+    if items is not None:
+        attrs = items.select("item_id", "category", "brand")
+        tagged = positives.join(F.broadcast(attrs), "item_id", "left")
+        for value, prefix in (("category", "category"), ("brand", "brand")):
+            daily = tagged.where(F.col(value).isNotNull()).groupBy("user_id", value, "day").agg(
+                F.sum(weight).alias("w"))
+            scored = fan_out(daily, snaps).groupBy("user_id", "snap_day", value).agg(
+                F.sum(F.col("w") * _decay(F.col("age_days"), settings.preference_half_life_days)).alias("pref"))
+            out = out.join(_top_k(scored, "user_id", value, settings.top_k_preferences, prefix),
+                           ["user_id", "snap_day"], "left")
+    else:
+        for prefix in ("category", "brand"):
+            out = (out.withColumn(f"top_{prefix}s", F.lit(None).cast("array<string>"))
+                   .withColumn(f"top_{prefix}_weights", F.lit(None).cast("array<float>")))
+
+    # the most recent distinct items engaged with before each snapshot
+    recent = positives.select("user_id", "item_id", "event_time", "day").join(
+        F.broadcast(snaps), (F.col("day") < F.col("snap_day"))
+        & (F.col("day") >= F.date_sub(F.col("snap_day"), LOOKBACK_DAYS)))
+    recent = recent.groupBy("user_id", "snap_day", "item_id").agg(F.max("event_time").alias("t"))
+    w = Window.partitionBy("user_id", "snap_day").orderBy(F.desc("t"), F.asc("item_id"))
+    recent = (recent.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= settings.recent_items)
+              .groupBy("user_id", "snap_day")
+              .agg(F.sort_array(F.collect_list(F.struct("rank", "item_id"))).alias("_r"))
+              .select("user_id", "snap_day", F.col("_r.item_id").alias("recent_items")))
+    out = out.join(recent, ["user_id", "snap_day"], "left")
+    return out.drop("snap_day")
+
+
+def user_profile(users):
+    """The users catalogue as a feature table, stamped with each version's time."""
+    from pyspark.sql import functions as F
+
+    if users is None:
+        return None
+    epoch = F.to_timestamp(F.lit("1970-01-01 00:00:00"))
+    stamp = F.coalesce(F.col("updated_at"), F.col("signup_at"), epoch)
+    return users.select(
+        "user_id", stamp.alias("event_timestamp"),
+        F.coalesce("age_band", F.lit("unknown")).alias("age_band"),
+        F.coalesce("gender", F.lit("u")).alias("gender"),
+        F.coalesce("region", F.lit("unknown")).alias("region"),
+        F.coalesce("member_level", F.lit(0)).cast("long").alias("member_level"),
+        F.col("signup_at"),
+    )
