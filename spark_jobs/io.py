@@ -5,7 +5,7 @@ from years ago computes the same features today as on the day it was written."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from vitrine.config import Home
@@ -59,7 +59,7 @@ class Clock:
 
     @staticmethod
     def boundary(d: date) -> datetime:
-        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+        return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 def make_clock(events, as_of: datetime | None = None, snapshot_days: int | None = None) -> Clock:
@@ -68,11 +68,11 @@ def make_clock(events, as_of: datetime | None = None, snapshot_days: int | None 
     row = events.agg(F.min("event_time").alias("first"), F.max("event_time").alias("last")).first()
     if row["last"] is None:
         raise NoEvents("the event log has no events")
-    first = row["first"].replace(tzinfo=timezone.utc) if row["first"].tzinfo is None else row["first"]
-    last = row["last"].replace(tzinfo=timezone.utc) if row["last"].tzinfo is None else row["last"]
+    first = row["first"].replace(tzinfo=UTC) if row["first"].tzinfo is None else row["first"]
+    last = row["last"].replace(tzinfo=UTC) if row["last"].tzinfo is None else row["last"]
     as_of = as_of or last
     if as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=timezone.utc)
+        as_of = as_of.replace(tzinfo=UTC)
     end = as_of.date() + timedelta(days=1)
     start = first.date() + timedelta(days=1)
     days = [start + timedelta(days=k) for k in range((end - start).days + 1)]

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 
 from spark_jobs.io import EVENT_WEIGHTS, POSITIVE_TYPES, Clock
 from spark_jobs.windows import (
-    COUNTS, LOOKBACK_DAYS, WINDOWS, daily_counts, days_since, fan_out, priors, smoothed, snapshot_frame, windowed_sums,
+    COUNTS,
+    LOOKBACK_DAYS,
+    WINDOWS,
+    daily_counts,
+    days_since,
+    fan_out,
+    priors,
+    smoothed,
+    snapshot_frame,
+    windowed_sums,
 )
 
 

@@ -36,13 +36,10 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
 @pytest.fixture(scope="session")
 def spark():
     """Real Spark in local mode (Java 17), one per test session."""
-    from pyspark.sql import SparkSession
+    from spark_jobs.session import SparkSettings, spark_session
 
-    session = (SparkSession.builder.master("local[2]").appName("vitrine-tests")
-               .config("spark.ui.enabled", "false")
-               .config("spark.sql.session.timeZone", "UTC")
-               .config("spark.sql.shuffle.partitions", "4")
-               .getOrCreate())
-    session.sparkContext.setLogLevel("ERROR")
+    session = spark_session(SparkSettings(master="local[2]", app_name="vitrine-tests",
+                                          conf={"spark.sql.shuffle.partitions": "4",
+                                                "spark.driver.memory": "2g"}))
     yield session
     session.stop()

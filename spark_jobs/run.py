@@ -1,0 +1,117 @@
+"""Run every feature job for a home: event log + catalogues → feature Parquet (Feast's
+offline store) under `<home>/features/`, with a manifest of what was computed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from vitrine.config import Home
+
+# table name → what it holds; the Feast definitions in feature_repo/ read these
+TABLES = {
+    "user_behaviour": "user behaviour windows, rates, recency, preferences, segment (per snapshot)",
+    "user_profile": "user profile from the users catalogue (per version)",
+    "item_stats": "item windows, Bayesian CTR/CVR, heat, freshness (per snapshot)",
+    "item_attributes": "item catalogue attributes (per version, point in time)",
+    "merchant_stats": "merchant windows, rates, listed items, rating (per snapshot)",
+    "item_cf": "item-CF neighbours: top-K session co-occurrence lists",
+    "content_neighbours": "content neighbours: top-K TF-IDF + LSH lists",
+    "als_user_factors": "ALS user factors",
+    "als_item_factors": "ALS item factors",
+    "samples": "labelled ranking samples (entity rows + labels)",
+}
+
+
+@dataclass
+class FeatureRun:
+    home: str
+    as_of: str
+    snapshots: list[str]
+    tables: dict[str, dict] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def render(self) -> str:
+        lines = [f"features as of {self.as_of} ({len(self.snapshots)} snapshots "
+                 f"{self.snapshots[0]} .. {self.snapshots[-1]}) in {self.seconds:.1f}s"]
+        for name, t in self.tables.items():
+            lines.append(f"  {name:<20}{t['rows']:>12,} rows  {t['seconds']:>6.1f}s")
+        return "\n".join(lines)
+
+
+def manifest_path(home: Home) -> Path:
+    return home.features / "manifest.json"
+
+
+def read_manifest(home: Home) -> dict | None:
+    path = manifest_path(home)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_days: int | None = None,
+                 only: list[str] | None = None, progress: Callable[[str], None] | None = None) -> FeatureRun:
+    """Compute the feature tables. `as_of` defaults to the log's latest event."""
+    from pyspark.sql import functions as F
+
+    from spark_jobs import item_features, relations, samples, user_features
+    from spark_jobs.io import make_clock, read_catalog, read_events, write_table
+
+    unknown = set(only or ()) - set(TABLES)
+    if unknown:
+        raise ValueError(f"unknown feature tables {sorted(unknown)}; known: {', '.join(TABLES)}")
+    started = time.perf_counter()
+    events = read_events(spark, home)
+    clock = make_clock(events, as_of, snapshot_days)
+    events = events.where(F.col("event_time") <= F.lit(clock.as_of)).cache()
+    items = read_catalog(spark, home, "items")
+    items_history = read_catalog(spark, home, "items", history=True)
+    users = read_catalog(spark, home, "users")
+    merchants = read_catalog(spark, home, "merchants")
+    run = FeatureRun(home=str(home.root), as_of=clock.as_of.isoformat(),
+                     snapshots=[d.isoformat() for d in clock.snapshots])
+
+    als: dict[str, object] = {}
+
+    def als_part(k: str):
+        if not als:
+            als["als_user_factors"], als["als_item_factors"] = relations.als_factors(events, clock, spark)
+        return als[k]
+
+    jobs = {
+        "user_behaviour": lambda: user_features.user_behaviour(events, items, clock, spark),
+        "user_profile": lambda: user_features.user_profile(users),
+        "item_stats": lambda: item_features.item_stats(events, items, clock, spark),
+        "item_attributes": lambda: item_features.item_attributes(items_history),
+        "merchant_stats": lambda: item_features.merchant_stats(events, items, merchants, clock, spark),
+        "item_cf": lambda: relations.item_cf(events, clock),
+        "content_neighbours": lambda: relations.content_neighbours(items),
+        "als_user_factors": lambda: als_part("als_user_factors"),
+        "als_item_factors": lambda: als_part("als_item_factors"),
+        "samples": lambda: samples.labelled_samples(events, clock),
+    }
+    home.features.mkdir(parents=True, exist_ok=True)
+    for name, job in jobs.items():
+        if only and name not in only:
+            continue
+        if progress:
+            progress(name)
+        t = time.perf_counter()
+        df = job()
+        if df is None:
+            run.tables[name] = {"rows": 0, "seconds": 0.0, "skipped": "input missing"}
+            continue
+        path = write_table(df, home.features / name, partitions=_partitions(name))
+        rows = spark.read.parquet(str(path)).count()
+        run.tables[name] = {"rows": rows, "seconds": round(time.perf_counter() - t, 2)}
+    events.unpersist()
+    run.seconds = time.perf_counter() - started
+    manifest_path(home).write_text(json.dumps(run.__dict__, indent=2) + "\n")
+    return run
+
+
+def _partitions(name: str) -> int:
+    return 4 if name in ("samples", "user_behaviour") else 1
