@@ -67,8 +67,8 @@ def item_cf(events, clock: Clock, settings: RelationSettings = RelationSettings(
               .select(pairs.item_id, pairs.neighbour,
                       (F.col("co") / (F.pow(F.col("ci.cnt"), 1 - alpha) * F.pow(F.col("cj.cnt"), alpha)))
                       .alias("score")))
-    return _top_k_lists(scored, "item_id", "neighbour", "score", settings.top_k,
-                        ("neighbours", "scores"))
+    return _stamp(_top_k_lists(scored, "item_id", "neighbour", "score", settings.top_k,
+                               ("cf_neighbours", "cf_scores")), clock)
 
 
 def als_factors(events, clock: Clock, spark, settings: RelationSettings = RelationSettings(), seed: int = 0):
@@ -93,11 +93,18 @@ def als_factors(events, clock: Clock, spark, settings: RelationSettings = Relati
                 alpha=settings.als_alpha, implicitPrefs=True, userCol="u", itemCol="i", ratingCol="rating",
                 coldStartStrategy="drop", seed=seed, nonnegative=False).fit(data)
     uf = model.userFactors.join(users, model.userFactors.id == users.u).select(
-        "user_id", F.col("features").cast("array<float>").alias("factors"))
+        "user_id", F.col("features").cast("array<float>").alias("user_als_factors"))
     itf = model.itemFactors.join(items, model.itemFactors.id == items.i).select(
-        "item_id", F.col("features").cast("array<float>").alias("factors"))
+        "item_id", F.col("features").cast("array<float>").alias("item_als_factors"))
     data.unpersist()
-    return uf, itf
+    return _stamp(uf, clock), _stamp(itf, clock)
+
+
+def _stamp(df, clock: Clock):
+    """Relation tables are valid from the snapshot they were computed for."""
+    from pyspark.sql import functions as F
+
+    return df.withColumn("event_timestamp", F.to_timestamp(F.lit(clock.last.isoformat())))
 
 
 def _ordered(col: str):
@@ -106,7 +113,7 @@ def _ordered(col: str):
     return Window.orderBy(col)
 
 
-def content_neighbours(items, settings: RelationSettings = RelationSettings(), seed: int = 0):
+def content_neighbours(items, clock: Clock, settings: RelationSettings = RelationSettings(), seed: int = 0):
     """Similar items by title + tags: TF-IDF → L2 norm → BucketedRandomProjectionLSH self-join."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import (
@@ -141,5 +148,6 @@ def content_neighbours(items, settings: RelationSettings = RelationSettings(), s
         F.col("datasetA.item_id").alias("item_id"), F.col("datasetB.item_id").alias("neighbour"),
         (F.lit(1.0) - F.col("dist") * F.col("dist") / 2).alias("score"))
     out = _top_k_lists(pairs, "item_id", "neighbour", "score", settings.content_top_k,
-                       ("neighbours", "scores"))
-    return out
+                       ("content_neighbours", "content_scores"))
+    vectors.unpersist()
+    return _stamp(out, clock)

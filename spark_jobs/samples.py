@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from spark_jobs.io import POSITIVE_TYPES, Clock
 
-CONTEXT = ("session_id", "device", "region", "scene", "position", "price")
+CONTEXT = ("session_id", "device", "region", "scene", "position", "price", "merchant_id")
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,14 @@ class SampleSettings:
     seed: int = 0
 
 
-def labelled_samples(events, clock: Clock, settings: SampleSettings = SampleSettings()):
+def labelled_samples(events, clock: Clock, items=None, settings: SampleSettings = SampleSettings()):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    if items is not None:  # merchant of each item, for merchant features, when the log lacks it
+        events = events.join(F.broadcast(items.select("item_id", F.col("merchant_id").alias("_m"))),
+                             "item_id", "left").withColumn(
+            "merchant_id", F.coalesce(F.col("merchant_id"), F.col("_m"))).drop("_m")
     ev = events.where((F.col("day") < F.lit(clock.last))
                       & (F.col("day") >= F.date_sub(F.lit(clock.last), settings.lookback_days)))
     session = F.coalesce(F.col("session_id"), F.concat_ws("|", "user_id", F.col("day").cast("string")))
@@ -51,13 +55,13 @@ def labelled_samples(events, clock: Clock, settings: SampleSettings = SampleSett
         return rows.drop("basket")
 
     # sampled negatives: popularity-proportional draws by picking random positive events
-    pool = ev.where(t.isin(*POSITIVE_TYPES)).select("item_id").withColumn(
+    pool = ev.where(t.isin(*POSITIVE_TYPES)).select("item_id", "merchant_id", "price").withColumn(
         "slot", F.row_number().over(Window.orderBy("item_id")) - 1)
     n_pool = pool.count()
     neg = (rows.select("user_id", "item_id", "basket", "event_timestamp", *CONTEXT)
            .withColumn("draw", F.explode(F.sequence(F.lit(1), F.lit(settings.negatives_per_positive))))
            .withColumn("slot", F.floor(F.rand(settings.seed) * n_pool).cast("long"))
-           .drop("item_id")
+           .drop("item_id", "merchant_id", "price")  # the drawn item brings its own
            .join(pool, "slot").drop("slot", "draw"))
     engaged = labels.select("user_id", "item_id", "basket")
     neg = (neg.join(engaged, ["user_id", "item_id", "basket"], "left_anti")

@@ -94,6 +94,84 @@ def _redis(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+# --- features ---------------------------------------------------------------------------
+
+def _when(text: str):
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2026-10-14T00:00:00Z)")
+
+
+def _spark_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spark-master", default=None,
+                   help="Spark master URL (default: $VITRINE_SPARK_MASTER or local[*])")
+    p.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Spark setting; repeatable (also $VITRINE_SPARK_CONF, comma-separated)")
+
+
+def _features_args(p: argparse.ArgumentParser) -> None:
+    _spark_args(p)
+    p.add_argument("--as-of", type=_when, default=None,
+                   help="compute as of this time (default: the latest event in the log)")
+    p.add_argument("--snapshot-days", type=int, default=None,
+                   help="only the last N daily snapshots (default: every day of the log)")
+    p.add_argument("--only", action="append", default=None, metavar="TABLE",
+                   help="run only these jobs; repeatable")
+    p.add_argument("--skip-jobs", action="store_true", help="only feast apply + materialise")
+    p.add_argument("--full", action="store_true", help="re-materialise everything, not just what is new")
+
+
+@command("features", "Spark feature jobs, feast apply, incremental materialisation into Redis", _features_args)
+def _features(args: argparse.Namespace, home: Home) -> int:
+    from spark_jobs.session import SparkSettings
+    from vitrine.online.redis_local import redis_url
+    from vitrine.pipeline import run_feature_pipeline
+
+    run_feature_pipeline(home, redis=redis_url(home),
+                         spark_settings=SparkSettings.from_env(args.spark_master, args.spark_conf),
+                         as_of=args.as_of, snapshot_days=args.snapshot_days, only=args.only,
+                         skip_jobs=args.skip_jobs, full=args.full)
+    return 0
+
+
+def _feast_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("feast_args", nargs=argparse.REMAINDER, help="arguments for feast, e.g. apply")
+
+
+@command("feast", "run the Feast CLI on feature_repo/ against this home (e.g. `vitrine feast apply`)",
+         _feast_args)
+def _feast(args: argparse.Namespace, home: Home) -> int:
+    from vitrine.featurestore.realtime import ensure_table
+    from vitrine.featurestore.repo import run_feast
+    from vitrine.online.redis_local import redis_url
+
+    ensure_table(home)
+    return run_feast(home, redis_url(home), args.feast_args or ["--help"], check=False).returncode
+
+
+def _training_set_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--service", default="ranker_v1", help="feature service (default ranker_v1)")
+    p.add_argument("--start", type=_when, default=None, help="first label time (inclusive)")
+    p.add_argument("--end", type=_when, default=None, help="last label time (exclusive)")
+    p.add_argument("--fraction", type=float, default=None, help="random fraction of the samples")
+    p.add_argument("--out", type=Path, required=True, help="Parquet file to write")
+
+
+@command("training-set", "point-in-time training set for a feature service (Feast historical join)",
+         _training_set_args)
+def _training_set(args: argparse.Namespace, home: Home) -> int:
+    from vitrine.featurestore.training import build_training_set
+    from vitrine.online.redis_local import redis_url
+
+    result = build_training_set(home, redis_url(home), args.service, start=args.start, end=args.end,
+                                fraction=args.fraction, out=args.out)
+    print(result.render() + f" → {args.out}")
+    return 0
+
+
 # --- schema -----------------------------------------------------------------------------
 
 def _schema_args(p: argparse.ArgumentParser) -> None:

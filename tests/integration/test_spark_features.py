@@ -11,41 +11,11 @@ import pandas as pd
 import pytest
 
 from spark_jobs.run import run_features
+from tests.integration.conftest import EVENTS
 from vitrine.config import Home
 from vitrine.data.ingest import ingest
 
 pytestmark = pytest.mark.integration
-
-EVENTS = """event_time,user_id,item_id,event_type,session_id,price,quantity
-2024-05-01T10:00:00Z,u1,i1,impression,s1,10,
-2024-05-01T10:00:01Z,u1,i1,click,s1,10,
-2024-05-01T10:01:00Z,u1,i2,impression,s1,20,
-2024-05-01T10:02:00Z,u1,i2,click,s1,20,
-2024-05-01T10:03:00Z,u1,i2,add_to_cart,s1,,
-2024-05-01T10:05:00Z,u1,i2,purchase,s1,20,2
-2024-05-03T09:00:00Z,u1,i3,impression,s2,40,
-2024-05-03T09:00:05Z,u1,i3,click,s2,40,
-2024-05-03T12:00:00Z,u2,i1,impression,s3,10,
-2024-05-03T12:00:03Z,u2,i1,click,s3,10,
-2024-05-03T12:00:10Z,u2,i2,impression,s3,20,
-"""
-ITEMS = """item_id,merchant_id,category,brand,price,title,tags,created_at,updated_at
-i1,m1,a/x,B1,10,red shoe,shoes|red,2024-01-01T00:00:00Z,2024-01-01T00:00:00Z
-i2,m1,a/y,B2,20,blue shoe,shoes|blue,2024-01-01T00:00:00Z,2024-01-01T00:00:00Z
-i3,m2,b/z,B1,40,red hat,hats|red,2024-01-01T00:00:00Z,2024-01-01T00:00:00Z
-"""
-
-
-@pytest.fixture(scope="module")
-def small_home(tmp_path_factory, spark) -> Home:
-    root = tmp_path_factory.mktemp("spark-features")
-    (root / "events.csv").write_text(EVENTS)
-    (root / "items.csv").write_text(ITEMS)
-    home = Home(root / "home")
-    ingest(home, items=[root / "items.csv"], events=[root / "events.csv"])
-    run_features(home, spark)
-    return home
-
 
 def table(home: Home, name: str) -> pd.DataFrame:
     return pd.read_parquet(home.features / name)
@@ -114,8 +84,9 @@ def test_item_stats_bayesian_rates_heat_freshness(small_home: Home):
 def test_item_cf_and_samples(small_home: Home):
     cf = table(small_home, "item_cf").set_index("item_id")
     # baskets: s1 {i1, i2}, s3 {i1}: co(i1, i2) = 1, n(i1) = 2, n(i2) = 1 → 1 / sqrt(2)
-    assert list(cf.loc["i1", "neighbours"]) == ["i2"]
-    assert cf.loc["i1", "scores"][0] == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+    assert list(cf.loc["i1", "cf_neighbours"]) == ["i2"]
+    assert cf.loc["i1", "cf_scores"][0] == pytest.approx(1 / math.sqrt(2), rel=1e-6)
+    assert cf.loc["i1", "event_timestamp"] == pd.Timestamp("2024-05-04", tz="UTC")
     assert "i3" not in cf.index  # alone in its session
 
     s = table(small_home, "samples").set_index(["user_id", "item_id"])
