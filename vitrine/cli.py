@@ -102,7 +102,7 @@ def _when(text: str):
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2026-10-14T00:00:00Z)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time (e.g. 2026-10-14T00:00:00Z)") from None
 
 
 def _spark_args(p: argparse.ArgumentParser) -> None:
