@@ -4,13 +4,13 @@ from context_views import context
 from feast import FeatureService
 from item_views import item_attributes, item_stats, merchant_stats
 from relation_views import als_user_factors
-from user_views import user_behaviour, user_profile, user_realtime
+from user_views import user_behaviour, user_preferences, user_profile, user_realtime
 
 two_tower_v1 = FeatureService(
     name="two_tower_v1",
     features=[
-        user_behaviour[["clicks_30d", "purchases_30d", "ctr_30d", "cvr_30d", "price_level", "segment",
-                        "top_categorys", "top_brands", "recent_items"]],
+        user_behaviour[["clicks_30d", "purchases_30d", "ctr_30d", "cvr_30d", "price_level", "segment"]],
+        user_preferences[["top_categorys", "top_brands", "recent_items"]],
         user_profile[["age_band", "gender", "region", "member_level"]],
         item_attributes[["category", "top_category", "brand", "price", "title", "tags"]],
         item_stats[["ctr_30d", "heat", "age_days"]],
@@ -22,6 +22,7 @@ ranker_v1 = FeatureService(
     name="ranker_v1",
     features=[
         user_behaviour,
+        user_preferences,
         user_profile,
         user_realtime,
         als_user_factors,

@@ -25,13 +25,26 @@ user_behaviour = FeatureView(
         Field(name="days_since_last_purchase", dtype=Float64),
         Field(name="segment", dtype=String, description="high_value | potential | normal"),
         Field(name="price_level", dtype=Float64, description="geometric mean price engaged with"),
+    ],
+    source=user_behaviour_source,
+    tags={"owner": "vitrine", "job": "spark_jobs.user_features.user_behaviour"},
+)
+
+# the list-valued part of the same snapshots (its own table keeps historical joins of the
+# scalar view fast: Feast's file store hashes every column of a source)
+user_preferences = FeatureView(
+    name="user_preferences",
+    entities=[user],
+    ttl=SNAPSHOT_TTL,
+    schema=[
         Field(name="top_categorys", dtype=Array(String), description="decayed preference, top 3"),
         Field(name="top_category_weights", dtype=Array(Float32)),
         Field(name="top_brands", dtype=Array(String)),
         Field(name="top_brand_weights", dtype=Array(Float32)),
         Field(name="recent_items", dtype=Array(String), description="last 20 engaged items"),
     ],
-    source=user_behaviour_source,
+    source=FileSource(name="user_preferences_source", path=table_path("user_preferences"),
+                      timestamp_field="event_timestamp"),
     tags={"owner": "vitrine", "job": "spark_jobs.user_features.user_behaviour"},
 )
 

@@ -14,7 +14,8 @@ from vitrine.config import Home
 
 # table name → what it holds; the Feast definitions in feature_repo/ read these
 TABLES = {
-    "user_behaviour": "user behaviour windows, rates, recency, preferences, segment (per snapshot)",
+    "user_behaviour": "user behaviour windows, rates, recency, price level, segment (per snapshot)",
+    "user_preferences": "decayed category/brand preferences and recent items (per snapshot; lists)",
     "user_profile": "user profile from the users catalogue (per version)",
     "item_stats": "item windows, Bayesian CTR/CVR, heat, freshness (per snapshot)",
     "item_attributes": "item catalogue attributes (per version, point in time)",
@@ -26,6 +27,11 @@ TABLES = {
     "samples": "labelled ranking samples (entity rows + labels)",
 }
 
+
+# list-valued columns live in their own table: Feast's file store (dask) hashes every column
+# of a source on each historical join, and lists make that ~50x slower for the scalars too
+SPLITS = {"user_behaviour": ("user_preferences", ["top_categorys", "top_category_weights", "top_brands",
+                                                   "top_brand_weights", "recent_items"])}
 
 # schemas of the tables whose input may be absent from a home
 EMPTY_SCHEMAS = {
@@ -120,9 +126,19 @@ def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_d
         df = job()
         if df is None:  # an input is missing (e.g. no users catalogue): an empty table keeps
             df = spark.createDataFrame([], EMPTY_SCHEMAS[name])  # Feast's sources valid
-        path = write_table(df, home.features / name, partitions=_partitions(name))
-        rows = spark.read.parquet(str(path)).count()
-        run.tables[name] = {"rows": rows, "seconds": round(time.perf_counter() - t, 2)}
+        outputs = {name: df}
+        if name in SPLITS:
+            other, columns = SPLITS[name]
+            df = df.cache()
+            keys = [c for c in df.columns if c.endswith("_id")] + ["event_timestamp"]
+            outputs = {name: df.drop(*columns),
+                       other: df.select(*keys, *columns).where(F.coalesce(*[F.size(c) for c in columns]) > 0)}
+        for table, frame in outputs.items():
+            path = write_table(frame, home.features / table, partitions=_partitions(table))
+            rows = spark.read.parquet(str(path)).count()
+            run.tables[table] = {"rows": rows, "seconds": round(time.perf_counter() - t, 2)}
+        if name in SPLITS:
+            df.unpersist()
     events.unpersist()
     run.seconds = time.perf_counter() - started
     manifest_path(home).write_text(json.dumps(run.__dict__, indent=2) + "\n")
@@ -130,4 +146,4 @@ def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_d
 
 
 def _partitions(name: str) -> int:
-    return 4 if name in ("samples", "user_behaviour") else 1
+    return 4 if name == "samples" else 1

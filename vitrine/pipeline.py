@@ -1,12 +1,14 @@
 """The main job (`vitrine demo`, `make demo`): every stage in order on embedded defaults.
 
-Stages so far: generate a synthetic platform → ingest it → summarise the home. Each stage
-is idempotent, so re-running the job is safe and skips what is already done.
+Stages so far: generate a synthetic platform → ingest it → Spark feature jobs → `feast apply`
+→ incremental materialisation into Redis → a point-in-time training set and a look at the
+online features of a user. Each stage is idempotent, so re-running the job is safe.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -61,20 +63,55 @@ def run_demo(home: Home, *, preset: str = "demo", seed: int = 0) -> int:
     if manifest.exists():
         print(f"   already generated ({json.loads(manifest.read_text())['total_events']:,} events)")
     else:
-        print(generate(get_preset(preset), data, seed=seed, progress=True).render())
+        print(generate(get_preset(preset), data, seed=seed, progress=sys.stderr.isatty()).render())
     _done(t)
 
     t = _stage("ingest merchants, items, users and events")
     report = ingest(home, merchants=[data / "merchants.parquet"], items=[data / "items.parquet"],
-                    users=[data / "users.parquet"], events=[data / "events"], progress=True)
+                    users=[data / "users.parquet"], events=[data / "events"], progress=sys.stderr.isatty())
     print(report.render())
     _done(t)
 
     t = _stage("summary")
     print(home_summary(home))
     _done(t)
+
+    from vitrine.online.redis_local import redis_url
+
+    url = redis_url(home)
+    run_feature_pipeline(home, redis=url)
+    show_features(home, url)
     print(f"\nmain job finished in {time.perf_counter() - total:.1f}s")
     return 0
+
+
+def show_features(home: Home, url: str) -> None:
+    """A training set through Feast (point in time) and one user's online features."""
+    from vitrine.featurestore.repo import feature_store
+    from vitrine.featurestore.training import build_training_set
+
+    t = _stage("point-in-time training set (ranker_v1, 5 % of the labelled samples)")
+    ts = build_training_set(home, url, "ranker_v1", fraction=0.05,
+                            out=home.root / "training_sets" / "ranker_v1-sample.parquet")
+    print(ts.render())
+    labels = ts.frame[["label_click", "label_purchase"]].mean()
+    print(f"   click rate {labels['label_click']:.2%}, purchase rate {labels['label_purchase']:.2%}; "
+          f"user features present on {ts.frame['user_behaviour__clicks_30d'].notna().mean():.0%} of rows")
+    _done(t)
+
+    t = _stage("online features of the most active user (Redis, through Feast)")
+    store = feature_store(home, url)
+    import pandas as pd
+
+    ub = pd.read_parquet(home.features / "user_behaviour", columns=["user_id", "clicks_30d"])
+    user = ub.sort_values("clicks_30d").iloc[-1]["user_id"]
+    refs = [*[f"user_behaviour:{f}" for f in ("segment", "clicks_30d", "purchases_30d", "ctr_30d", "price_level")],
+            "user_preferences:top_categorys", "user_preferences:recent_items"]
+    row = store.get_online_features(features=refs, entity_rows=[{"user_id": user}]).to_dict()
+    for key, values in row.items():
+        value = values[0]
+        print(f"   {key:<16} {value[:5] if isinstance(value, list) else value}")
+    _done(t)
 
 
 def data_dir(home: Home, preset: str, seed: int) -> Path:

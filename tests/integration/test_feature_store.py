@@ -45,7 +45,8 @@ def same(a, b) -> bool:
     return a == pytest.approx(b) if isinstance(b, float) else a == b
 
 
-@pytest.mark.parametrize(("view", "key"), [("user_behaviour", "user_id"), ("item_stats", "item_id"),
+@pytest.mark.parametrize(("view", "key"), [("user_behaviour", "user_id"), ("user_preferences", "user_id"),
+                                           ("item_stats", "item_id"),
                                            ("item_attributes", "item_id"), ("item_cf", "item_id"),
                                            ("merchant_stats", "merchant_id")])
 def test_online_values_equal_the_latest_offline_values(feast_home, view: str, key: str):

@@ -37,6 +37,9 @@ def test_snapshots_default_to_the_logs_clock_not_the_wall_clock(small_home: Home
 
 def test_user_behaviour_windows_rates_recency(small_home: Home):
     ub = table(small_home, "user_behaviour")
+    prefs = table(small_home, "user_preferences")
+    assert "recent_items" not in ub.columns  # lists live in their own table
+    ub = ub.merge(prefs, on=["user_id", "event_timestamp"], how="left")
     u1 = row(ub, "user_id", "u1", "2024-05-04")
     # 1-day window = 05-03 only; 7 days = everything
     assert (u1.impressions_1d, u1.clicks_1d, u1.carts_1d, u1.purchases_1d) == (1, 1, 0, 0)
