@@ -1,0 +1,176 @@
+"""Recall routes: each one small implementation of `RecallRoute.recall(user, k)`.
+
+A route returns catalogue rows with scores (higher is better, comparable only within the
+route). Routes read what the feature store serves about the user (`UserState`) and
+in-memory item tables built from the feature tables (`Catalogue`, neighbour lists).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrieval.index import Index
+
+
+@dataclass
+class Catalogue:
+    """Items addressed by row: ids, categories, brands, online flags, heat, listing age."""
+
+    ids: np.ndarray  # object array of item ids
+    category: np.ndarray
+    brand: np.ndarray
+    online: np.ndarray  # bool
+    heat: np.ndarray  # float, decayed popularity
+    age_days: np.ndarray  # float, days since listed
+    row_of: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.row_of = {item: i for i, item in enumerate(self.ids.tolist())}
+
+    @property
+    def size(self) -> int:
+        return len(self.ids)
+
+    def rows(self, items: Sequence[str]) -> np.ndarray:
+        return np.array([self.row_of[i] for i in items if i in self.row_of], dtype=np.int64)
+
+
+@dataclass
+class UserState:
+    """What recall knows about one user at request time."""
+
+    user_id: str
+    segment: str = "normal"
+    recent_items: list[str] = field(default_factory=list)  # newest first
+    top_categories: list[str] = field(default_factory=list)
+    category_weights: list[float] = field(default_factory=list)
+    top_brands: list[str] = field(default_factory=list)
+    bought: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
+    embedding: np.ndarray | None = None  # two-tower user vector
+    factors: np.ndarray | None = None  # ALS user factors
+
+
+@dataclass
+class Recalled:
+    rows: np.ndarray
+    scores: np.ndarray
+    route: str
+
+    @classmethod
+    def empty(cls, route: str) -> Recalled:
+        return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32), route)
+
+
+class RecallRoute(ABC):
+    name: str
+
+    @abstractmethod
+    def recall(self, user: UserState, k: int) -> Recalled: ...
+
+
+def _top(scores: np.ndarray, rows: np.ndarray, k: int, route: str) -> Recalled:
+    if len(rows) == 0:
+        return Recalled.empty(route)
+    k = min(k, len(rows))
+    part = np.argpartition(-scores, k - 1)[:k]
+    order = part[np.argsort(-scores[part], kind="stable")]
+    return Recalled(rows[order], scores[order].astype(np.float32), route)
+
+
+class EmbeddingRoute(RecallRoute):
+    """Nearest items to a user vector in an index (two-tower, or ALS factors)."""
+
+    def __init__(self, name: str, index: Index, rows: np.ndarray, attribute: str = "embedding") -> None:
+        self.name, self.index, self.attribute = name, index, attribute
+        self.rows = rows  # index position → catalogue row
+
+    def recall(self, user: UserState, k: int) -> Recalled:
+        vector = getattr(user, self.attribute)
+        if vector is None or self.index.size == 0:
+            return Recalled.empty(self.name)
+        positions, scores = self.index.search(vector, k)
+        keep = positions[0] >= 0
+        return Recalled(self.rows[positions[0][keep]], scores[0][keep], self.name)
+
+
+class NeighbourRoute(RecallRoute):
+    """Item-to-item lists (item-CF or content) expanded from the user's recent items; a
+    neighbour's score is the sum over recent items of similarity × recency weight."""
+
+    def __init__(self, name: str, catalogue: Catalogue, neighbours: dict[int, tuple[np.ndarray, np.ndarray]],
+                 recent: int = 10, decay: float = 0.8) -> None:
+        self.name, self.catalogue, self.neighbours = name, catalogue, neighbours
+        self.recent, self.decay = recent, decay
+
+    def recall(self, user: UserState, k: int) -> Recalled:
+        total: dict[int, float] = {}
+        for pos, row in enumerate(self.catalogue.rows(user.recent_items[: self.recent])):
+            if row not in self.neighbours:
+                continue
+            rows, sims = self.neighbours[row]
+            weight = self.decay ** pos
+            for r, s in zip(rows.tolist(), sims.tolist(), strict=True):
+                total[r] = total.get(r, 0.0) + weight * s
+        if not total:
+            return Recalled.empty(self.name)
+        return _top(np.fromiter(total.values(), float), np.fromiter(total.keys(), np.int64), k, self.name)
+
+
+class CategoryRoute(RecallRoute):
+    """The hottest items of the user's preferred categories, in proportion to preference."""
+
+    name = "category"
+
+    def __init__(self, catalogue: Catalogue, per_category: int = 200) -> None:
+        self.catalogue = catalogue
+        order = np.argsort(-catalogue.heat, kind="stable")
+        self.by_category: dict[str, np.ndarray] = {}
+        cats = catalogue.category[order]
+        for cat in np.unique(catalogue.category):
+            self.by_category[cat] = order[cats == cat][:per_category]
+
+    def recall(self, user: UserState, k: int) -> Recalled:
+        rows, scores = [], []
+        weights = user.category_weights or [1.0] * len(user.top_categories)
+        for cat, w in zip(user.top_categories, weights, strict=False):
+            items = self.by_category.get(cat)
+            if items is None:
+                continue
+            take = items[: max(1, round(k * w))]
+            rows.append(take)
+            scores.append(w * (1.0 - np.arange(len(take)) / max(len(take), 1)))
+        if not rows:
+            return Recalled.empty(self.name)
+        return _top(np.concatenate(scores), np.concatenate(rows), k, self.name)
+
+
+class HotRoute(RecallRoute):
+    """Globally hottest items (heat = decayed weighted events)."""
+
+    name = "hot"
+
+    def __init__(self, catalogue: Catalogue) -> None:
+        self.order = np.argsort(-catalogue.heat, kind="stable")
+        self.heat = catalogue.heat[self.order]
+
+    def recall(self, user: UserState, k: int) -> Recalled:
+        return Recalled(self.order[:k], self.heat[:k].astype(np.float32), self.name)
+
+
+class NewRoute(RecallRoute):
+    """Items listed within `expiry_days`, newest first; older listings expire from the route."""
+
+    name = "new"
+
+    def __init__(self, catalogue: Catalogue, expiry_days: float = 7.0) -> None:
+        fresh = np.flatnonzero(catalogue.age_days <= expiry_days)
+        self.rows = fresh[np.argsort(catalogue.age_days[fresh], kind="stable")]
+        self.scores = (1.0 - catalogue.age_days[self.rows] / expiry_days).astype(np.float32)
+
+    def recall(self, user: UserState, k: int) -> Recalled:
+        return Recalled(self.rows[:k], self.scores[:k], self.name)

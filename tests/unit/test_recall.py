@@ -1,0 +1,100 @@
+"""Recall routes and the merger: hand-checked scores, quotas per segment, filters, dedupe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from retrieval.index import make_index
+from retrieval.merger import Merger
+from retrieval.routes import (
+    Catalogue,
+    CategoryRoute,
+    EmbeddingRoute,
+    HotRoute,
+    NeighbourRoute,
+    NewRoute,
+    UserState,
+)
+
+
+@pytest.fixture
+def catalogue() -> Catalogue:
+    n = 12
+    return Catalogue(
+        ids=np.array([f"i{k}" for k in range(n)], dtype=object),
+        category=np.array(["a"] * 6 + ["b"] * 6, dtype=object),
+        brand=np.array(["x", "y"] * 6, dtype=object),
+        online=np.array([True] * 11 + [False]),  # i11 is offline
+        heat=np.arange(n, 0, -1, dtype=float),  # i0 hottest
+        age_days=np.array([100, 100, 100, 1, 100, 100, 100, 100, 2, 100, 100, 0.5]),
+    )
+
+
+def test_neighbour_route_sums_similarity_times_recency(catalogue):
+    # i0's neighbours: i1 (0.5), i2 (0.4); i3's: i2 (1.0)
+    neighbours = {0: (np.array([1, 2]), np.array([0.5, 0.4])), 3: (np.array([2]), np.array([1.0]))}
+    route = NeighbourRoute("item_cf", catalogue, neighbours, decay=0.5)
+    got = route.recall(UserState("u", recent_items=["i0", "i3"]), 5)
+    # i2 = 1.0·0.4 + 0.5·1.0 = 0.9; i1 = 1.0·0.5 = 0.5
+    assert got.rows.tolist() == [2, 1]
+    assert got.scores.tolist() == pytest.approx([0.9, 0.5])
+
+
+def test_new_route_expires_and_hot_route_orders_by_heat(catalogue):
+    new = NewRoute(catalogue, expiry_days=3).recall(UserState("u"), 10)
+    assert new.rows.tolist() == [11, 3, 8]  # listed 0.5, 1 and 2 days ago; the rest expired
+    assert HotRoute(catalogue).recall(UserState("u"), 3).rows.tolist() == [0, 1, 2]
+
+
+def test_category_route_follows_preferences(catalogue):
+    got = CategoryRoute(catalogue).recall(UserState("u", top_categories=["b", "a"], category_weights=[0.75, 0.25]),
+                                          4)
+    cats = catalogue.category[got.rows]
+    assert list(cats).count("b") == 3 and list(cats).count("a") == 1
+    assert got.rows[0] == 6  # the hottest item of the preferred category first
+
+
+def test_embedding_route_uses_the_index(catalogue):
+    vectors = np.eye(12, dtype=np.float32)
+    route = EmbeddingRoute("two_tower", make_index("exact").build(vectors), rows=np.arange(12))
+    got = route.recall(UserState("u", embedding=vectors[5] + 0.1 * vectors[7]), 2)
+    assert got.rows.tolist() == [5, 7]
+    assert route.recall(UserState("u"), 2).rows.size == 0  # no vector, no items
+
+
+def routes(catalogue):
+    neighbours = {0: (np.array([1, 2, 3, 4]), np.array([0.9, 0.8, 0.7, 0.6]))}
+    return [NeighbourRoute("item_cf", catalogue, neighbours), CategoryRoute(catalogue),
+            HotRoute(catalogue), NewRoute(catalogue, expiry_days=3)]
+
+
+def test_bought_seen_offline_and_excluded_items_never_come_back(catalogue):
+    merger = Merger(catalogue, routes(catalogue))
+    user = UserState("u", segment="high_value", recent_items=["i0"], top_categories=["a"],
+                     bought={"i1", "i0"}, seen={"i2"})
+    got = merger.recall(user, 7, exclude=["i3"])
+    ids = [c.item_id for c in got]
+    assert not {"i0", "i1", "i2", "i3", "i11"} & set(ids)
+    # deduped, and backfilled to k: exactly the 7 items left once the 5 are filtered out
+    assert len(ids) == len(set(ids)) == 7
+    assert len(merger.recall(user, 20, exclude=["i3"])) == 7
+
+
+def test_dedupe_keeps_every_route_label(catalogue):
+    merger = Merger(catalogue, routes(catalogue))
+    got = merger.recall(UserState("u", segment="potential", recent_items=["i0"], top_categories=["a"]), 10)
+    by_id = {c.item_id: c.routes for c in got}
+    # i1 is both an item-CF neighbour of i0 and hot (and in category a)
+    assert {"item_cf", "hot"} <= set(by_id["i1"])
+
+
+def test_quotas_depend_on_the_segment(catalogue):
+    quotas = {"high_value": {"item_cf": 1.0, "hot": 0.0}, "normal": {"item_cf": 0.0, "hot": 1.0}}
+    merger = Merger(catalogue, routes(catalogue), quotas=quotas)
+    buyer = merger.recall(UserState("u", segment="high_value", recent_items=["i0"]), 3)
+    casual = merger.recall(UserState("v", segment="normal", recent_items=["i0"]), 3)
+    assert [c.routes[0] for c in buyer] == ["item_cf"] * 3
+    assert [c.item_id for c in casual] == ["i0", "i1", "i2"] and all(c.routes == ["hot"] for c in casual)
+    with pytest.raises(ValueError):
+        merger.recall(UserState("u"), 0)
