@@ -23,9 +23,9 @@ class RelationSettings:
     content_top_k: int = 20
     content_dim: int = 32  # Word2Vec size
     content_w2v_iterations: int = 2
-    content_bands: int = 8  # LSH: a pair is a candidate if all `rows` hashes of any band agree
-    content_rows: int = 3
-    content_bucket_length: float = 0.25  # unit vectors project to ~N(0, 1/dim)
+    content_bands: int = 10  # LSH: a pair is a candidate if all `rows` hashes of any band agree
+    content_rows: int = 4
+    content_bucket_length: float = 0.15  # unit vectors project to ~N(0, 1/dim): ~10 buckets a hash
     content_max_bucket: int = 300  # skip near-universal buckets (bounds the pair count)
 
 

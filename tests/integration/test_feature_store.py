@@ -114,3 +114,19 @@ def test_ttl_hides_stale_snapshots(feast_home):
     assert pd.isna(out.loc[1, "user_behaviour__clicks_7d"])
     # versioned catalogue attributes have no TTL: the latest version is still valid
     assert out.loc[1, "item_attributes__price"] == 99.0
+
+
+def test_push_source_updates_realtime_features_online(feast_home):
+    """The collector's path: a push to `user_realtime_push` is readable at once."""
+    from feast.data_source import PushMode
+
+    home, url, _ = feast_home
+    store = feature_store(home, url)
+    now = pd.Timestamp("2024-05-04T10:00:00Z")
+    row = pd.DataFrame({"user_id": ["u9"], "event_timestamp": [now], "rt_impressions": [3], "rt_clicks": [1],
+                        "rt_carts": [0], "rt_purchases": [0], "rt_last_event_at": [now],
+                        "rt_recent_items": [["i2", "i1"]], "rt_bought_items": [[]]})
+    store.push("user_realtime_push", row, to=PushMode.ONLINE)
+    got = store.get_online_features(features=["user_realtime:rt_clicks", "user_realtime:rt_recent_items"],
+                                    entity_rows=[{"user_id": "u9"}]).to_dict()
+    assert got["rt_clicks"] == [1] and got["rt_recent_items"] == [["i2", "i1"]]

@@ -1,0 +1,46 @@
+"""A trained two-tower version as serving sees it: the SavedModel user tower, the item
+embeddings and their ids — checked against the manifest before use, no pickle anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from retrieval.tower_inputs import user_inputs
+from vitrine.versions import BadModelVersion, verify
+
+
+@dataclass
+class TwoTowerArtifact:
+    directory: Path
+    manifest: dict
+    item_ids: list[str]
+    item_embeddings: np.ndarray
+    _serve: object
+
+    @classmethod
+    def load(cls, directory: Path) -> TwoTowerArtifact:
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        import tensorflow as tf
+
+        manifest = verify(directory)
+        if manifest.get("model") != "two_tower":
+            raise BadModelVersion(f"{directory} holds a {manifest.get('model')!r} model, not two_tower")
+        ids = json.loads((directory / "item_ids.json").read_text())
+        embeddings = np.load(directory / "item_embeddings.npy", allow_pickle=False)
+        if len(ids) != len(embeddings):
+            raise BadModelVersion(f"{directory}: {len(ids)} item ids but {len(embeddings)} embeddings")
+        serve = tf.saved_model.load(str(directory / "user_tower")).signatures["serving_default"]
+        return cls(directory, manifest, ids, embeddings, serve)
+
+    def user_embeddings(self, frame: pd.DataFrame) -> np.ndarray:
+        """Embeddings for rows of (user_id + two_tower_v1 user columns)."""
+        import tensorflow as tf
+
+        inputs = {k: tf.constant(v) for k, v in user_inputs(frame).items()}
+        return self._serve(**inputs)["embedding"].numpy()
