@@ -172,6 +172,30 @@ def _training_set(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+# --- train -------------------------------------------------------------------------------
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", choices=["retrieval"], help="what to train (ranking and the rest: coming)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs")
+    p.add_argument("--fraction", type=float, default=None, help="random fraction of the labelled samples")
+
+
+@command("train", "train a model version from the feature store and publish it", _train_args)
+def _train(args: argparse.Namespace, home: Home) -> int:
+    from training.retrieval_pipeline import train_retrieval
+    from training.two_tower import TwoTowerSettings
+    from vitrine.online.redis_local import redis_url
+
+    settings = TwoTowerSettings() if args.epochs is None else TwoTowerSettings(epochs=args.epochs)
+    trained = train_retrieval(home, redis_url(home), settings=settings, fraction=args.fraction,
+                              progress=sys.stderr.isatty())
+    m = trained.manifest
+    print(f"two-tower {m['version']}: {m['metrics']['positives']:,} positives, {m['metrics']['items']:,} items "
+          f"embedded, loss {m['metrics']['train_loss'][0]:.3f} → {m['metrics']['train_loss'][-1]:.3f}; "
+          f"published as latest in {trained.directory.parent}")
+    return 0
+
+
 # --- schema -----------------------------------------------------------------------------
 
 def _schema_args(p: argparse.ArgumentParser) -> None:
