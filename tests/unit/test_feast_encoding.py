@@ -52,6 +52,13 @@ def test_values_match_feast(dtype, values):
         assert Value.FromString(got) == expected, (dtype, value)
 
 
+def test_varints_hand_values_and_empty_input():
+    assert encode.varints(np.array([0, 1, 127, 128, 300, -1])) == [
+        b"\x00", b"\x01", b"\x7f", b"\x80\x01", b"\xac\x02", b"\xff" * 9 + b"\x01"]
+    assert encode.varints(np.array([], dtype=np.int64)) == []
+    assert encode.timestamps(pd.Series(pd.to_datetime(["2024-01-01T00:00:00Z"], utc=True))) != [b""]
+
+
 def test_timestamps_keep_microseconds():
     stamps = pd.Series(pd.to_datetime(["2024-05-01T10:00:00.123456Z", "1970-01-01T00:00:00.000000Z"], utc=True))
     first, epoch = encode.timestamps(stamps)

@@ -46,27 +46,40 @@ def entity_keys(columns: dict[str, Sequence[str]], project: str) -> list[bytes]:
     return out
 
 
-def _varint(n: int) -> bytes:
-    n &= 0xFFFFFFFFFFFFFFFF
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+_SHIFTS = np.arange(10, dtype=np.uint64) * np.uint64(7)
+
+
+def varints(values: np.ndarray) -> list[bytes]:
+    """Protobuf varints of int64 values (negatives as 10-byte two's complement), vectorised."""
+    v = np.asarray(values).astype(np.int64).view(np.uint64)
+    if len(v) == 0:
+        return []
+    shifted = v[:, None] >> _SHIFTS
+    length = np.maximum((shifted != 0).sum(axis=1), 1)
+    position = np.arange(10)[None, :]
+    groups = (shifted & np.uint64(0x7F)).astype(np.uint8)
+    groups |= np.where(position < (length[:, None] - 1), 0x80, 0).astype(np.uint8)
+    buf = groups[position < length[:, None]].tobytes()
+    ends = np.cumsum(length).tolist()
+    starts = [0, *ends[:-1]]
+    return [buf[a:b] for a, b in zip(starts, ends, strict=True)]
+
+
+def _tagged(tag: bytes, values: np.ndarray, present: np.ndarray) -> list[bytes]:
+    out = [b""] * len(values)
+    idx = np.flatnonzero(present)
+    for i, enc in zip(idx.tolist(), varints(values[idx]), strict=True):
+        out[i] = tag + enc
+    return out
 
 
 def timestamps(ts: pd.Series) -> list[bytes]:
     """google.protobuf.Timestamp bytes (µs precision, as Feast keeps it); naive means UTC."""
     us = pd.to_datetime(ts, utc=True).dt.as_unit("us").astype("int64").to_numpy()
     uniq, inverse = np.unique(us, return_inverse=True)
-    encoded = []
-    for u in uniq.tolist():
-        sec, micro = divmod(u, 1_000_000)
-        encoded.append((b"\x08" + _varint(sec) if sec else b"") + (b"\x10" + _varint(micro * 1000) if micro else b""))
+    sec, micro = np.divmod(uniq, 1_000_000)
+    secs, nanos = _tagged(b"\x08", sec, sec != 0), _tagged(b"\x10", micro * 1000, micro != 0)
+    encoded = [a + b for a, b in zip(secs, nanos, strict=True)]
     return [encoded[i] for i in inverse]
 
 
@@ -97,8 +110,20 @@ def _is_null(v) -> bool:
 
 def column(values: pd.Series, feast_dtype) -> list[bytes]:
     """ValueProto bytes for one feature column of Feast type `feast_dtype` (feast.types)."""
-    from feast.types import Float32, Float64
+    from feast.types import Bool, Float32, Float64, Int64, UnixTimestamp
 
+    if feast_dtype == Int64:  # int64_val: field 4, varint
+        x = pd.to_numeric(values, errors="coerce")
+        present = x.notna().to_numpy()
+        return _tagged(b"\x20", x.fillna(0).to_numpy(dtype=np.int64), present)
+    if feast_dtype == UnixTimestamp:  # unix_timestamp_val: field 8, whole seconds
+        t = pd.to_datetime(values, utc=True)
+        present = t.notna().to_numpy()
+        seconds = (t.dt.as_unit("us").astype("int64").to_numpy() // 1_000_000) if present.any() else \
+            np.zeros(len(t), np.int64)
+        return _tagged(b"\x40", np.where(present, seconds, 0), present)
+    if feast_dtype == Bool:  # bool_val: field 7
+        return [b"" if _is_null(v) else (b"\x38\x01" if v else b"\x38\x00") for v in values.tolist()]
     if feast_dtype == Float64:
         return _packed_floats(pd.to_numeric(values, errors="coerce").to_numpy(dtype="<f8", na_value=np.nan),
                               0x29, "<f8")
@@ -107,7 +132,6 @@ def column(values: pd.Series, feast_dtype) -> list[bytes]:
                               0x35, "<f4")
     value_type = feast_dtype.to_value_type()
     items = values.tolist()
-    nulls = [_is_null(v) if not isinstance(v, (list, np.ndarray)) else False for v in items]
     if items and isinstance(next((v for v in items if not _is_null(v)), None), (list, np.ndarray)):
         # lists: mostly distinct per row, so convert in bulk
         present = [i for i, v in enumerate(items) if v is not None and not (isinstance(v, float) and v != v)]
@@ -117,7 +141,7 @@ def column(values: pd.Series, feast_dtype) -> list[bytes]:
             out[i] = e
         return out
     # scalars: convert each distinct value once
-    keyed = [None if n else v for v, n in zip(items, nulls, strict=True)]
-    distinct = list(dict.fromkeys(v for v in keyed if v is not None))
-    encoded = dict(zip(distinct, _via_feast(distinct, value_type), strict=True)) if distinct else {}
-    return [b"" if v is None else encoded[v] for v in keyed]
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    encoded = _via_feast(list(uniques), value_type) if len(uniques) else []
+    table = [*encoded, b""]  # code -1 (null) → the last entry
+    return [table[c] for c in codes.tolist()]

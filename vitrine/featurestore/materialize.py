@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -86,45 +87,70 @@ def table_max_timestamp(path: str, ts_col: str = "event_timestamp") -> datetime 
     return _utc(value) if value else None
 
 
+def _latest_mask(data: ds.Dataset, keys: list[str], ts_col: str, where: pc.Expression) -> np.ndarray:
+    """Pass 1: True for each row (in scan order) that is its entity's newest in the window."""
+    index = data.to_table(columns=[*keys, ts_col], filter=where).to_pandas()
+    if index.empty:
+        return np.zeros(0, dtype=bool)
+    index["_ts"] = pd.to_datetime(index[ts_col], utc=True)
+    index["_pos"] = np.arange(len(index))
+    newest = index.sort_values(["_ts", "_pos"], kind="stable").drop_duplicates(keys, keep="last")["_pos"]
+    keep = np.zeros(len(index), dtype=bool)
+    keep[newest.to_numpy()] = True
+    return keep
+
+
+def _send(connection, commands: list[bytes], count: int) -> None:
+    """One round trip for a batch of packed HSETs; every reply is read and errors raise."""
+    connection.send_packed_command([b"".join(commands)])
+    for _ in range(count):
+        reply = connection.read_response()
+        if isinstance(reply, Exception):
+            raise reply
+
+
 def write_view(client, view, data: ds.Dataset, start: datetime, end: datetime, project: str,
                batch_rows: int = BATCH_ROWS) -> int:
     """Write the latest row per entity in (start, end] of one view. Returns rows written."""
+    from hiredis import pack_command
+
     keys = [c.name for c in view.entity_columns]
     ts_col = view.batch_source.timestamp_field
     where = _window_filter(ts_col, start, end)
-    # pass 1: the newest timestamp per entity
-    index = data.to_table(columns=[*keys, ts_col], filter=where).to_pandas()
-    if index.empty:
+    keep = _latest_mask(data, keys, ts_col, where)
+    if not keep.any():
         return 0
-    index[ts_col] = pd.to_datetime(index[ts_col], utc=True)
-    latest = index.groupby(keys, sort=False)[ts_col].max().rename("_latest").reset_index()
-    del index
     features = [(f.name, f.dtype) for f in view.features]
     fkeys = [encode.field_key(view.name, name) for name, _ in features]
     ts_field = f"_ts:{view.name}".encode()
-    written = 0
-    # pass 2: stream the winning rows
-    for batch in data.to_batches(columns=[*keys, ts_col, *[n for n, _ in features]], filter=where,
-                                 batch_size=batch_rows):
-        if batch.num_rows == 0:
-            continue
-        df = batch.to_pandas()
-        df[ts_col] = pd.to_datetime(df[ts_col], utc=True)
-        df = df.merge(latest, on=keys, how="inner")
-        df = df[df[ts_col] == df["_latest"]].drop_duplicates(keys, keep="last")
-        if df.empty:
-            continue
-        rkeys = encode.entity_keys({k: df[k].astype(str).tolist() for k in keys}, project)
-        stamps = encode.timestamps(df[ts_col])
-        cols = [encode.column(df[name], dtype) for name, dtype in features]
-        with client.pipeline(transaction=False) as pipe:
+    written, offset = 0, 0
+    connection = client.connection_pool.get_connection("HSET")
+    try:
+        # pass 2: stream the rows in the same scan order, keeping the winners
+        for batch in data.to_batches(columns=[*keys, ts_col, *[n for n, _ in features]], filter=where,
+                                     batch_size=batch_rows):
+            n = batch.num_rows
+            mask = keep[offset:offset + n]
+            offset += n
+            if not mask.any():
+                continue
+            df = batch.filter(pa.array(mask)).to_pandas()
+            rkeys = encode.entity_keys({k: df[k].astype(str).tolist() for k in keys}, project)
+            stamps = encode.timestamps(df[ts_col])
+            cols = [encode.column(df[name], dtype) for name, dtype in features]
+            commands = []
             for i, rkey in enumerate(rkeys):
-                args: list[bytes] = []
+                args: list[bytes] = [b"HSET", rkey]
                 for fk, col in zip(fkeys, cols, strict=True):
                     args += (fk, col[i])
-                pipe.execute_command("HSET", rkey, *args, ts_field, stamps[i])
-            pipe.execute()
-        written += len(df)
+                args += (ts_field, stamps[i])
+                commands.append(pack_command(tuple(args)))
+            _send(connection, commands, len(commands))
+            written += len(df)
+    finally:
+        client.connection_pool.release(connection)
+    if offset != len(keep):
+        raise RuntimeError(f"{view.name}: scan returned {offset} rows, first pass saw {len(keep)}")
     return written
 
 
