@@ -11,6 +11,7 @@ from spark_jobs.windows import (
     WINDOWS,
     daily_counts,
     days_since,
+    decay,
     fan_out,
     priors,
     smoothed,
@@ -39,8 +40,7 @@ def item_stats(events, items, clock: Clock, spark, settings: ItemFeatureSettings
     heat_w = (F.col("impressions") * settings.impression_heat + F.col("clicks") * EVENT_WEIGHTS["click"]
               + F.col("carts") * EVENT_WEIGHTS["add_to_cart"] + F.col("purchases") * EVENT_WEIGHTS["purchase"])
     heat = fanned.groupBy("item_id", "snap_day").agg(
-        F.sum(heat_w * F.exp(-F.lit(0.6931471805599453 / settings.heat_half_life_days)
-                             * (F.col("age_days") - F.lit(0.5)))).alias("heat"))
+        F.sum(heat_w * decay(F.col("age_days"), settings.heat_half_life_days)).alias("heat"))
     counts = [f"{c}_{w}d" for w in WINDOWS for c in COUNTS]
     if items is not None:
         base = items.select("item_id", "created_at").crossJoin(F.broadcast(snaps)).where(

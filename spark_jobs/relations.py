@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spark_jobs.io import EVENT_WEIGHTS, POSITIVE_TYPES, Clock
+from spark_jobs.io import POSITIVE_TYPES, Clock
+from spark_jobs.windows import event_weight
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,7 @@ def als_factors(events, clock: Clock, spark, settings: RelationSettings = Relati
     from pyspark.sql import functions as F
 
     pos = _window(events, clock, settings.lookback_days).where(F.col("event_type").isin(*POSITIVE_TYPES))
-    weight = F.lit(0.0)
-    for name, w in EVENT_WEIGHTS.items():
-        weight = F.when(F.col("event_type") == name, F.lit(w)).otherwise(weight)
-    ratings = pos.groupBy("user_id", "item_id").agg(F.sum(weight).alias("rating"))
+    ratings = pos.groupBy("user_id", "item_id").agg(F.sum(event_weight()).alias("rating"))
     users = ratings.select("user_id").distinct().withColumn(
         "u", F.row_number().over(_ordered("user_id")) - 1)
     items = ratings.select("item_id").distinct().withColumn(

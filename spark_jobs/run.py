@@ -30,8 +30,10 @@ TABLES = {
 
 # list-valued columns live in their own table: Feast's file store (dask) hashes every column
 # of a source on each historical join, and lists make that ~50x slower for the scalars too
-SPLITS = {"user_behaviour": ("user_preferences", ["top_categorys", "top_category_weights", "top_brands",
-                                                   "top_brand_weights", "recent_items"])}
+# (split-off table, its key columns, the columns it takes)
+SPLITS = {"user_behaviour": ("user_preferences", ["user_id", "event_timestamp"],
+                             ["top_categorys", "top_category_weights", "top_brands", "top_brand_weights",
+                              "recent_items"])}
 
 # schemas of the tables whose input may be absent from a home
 EMPTY_SCHEMAS = {
@@ -128,9 +130,8 @@ def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_d
             df = spark.createDataFrame([], EMPTY_SCHEMAS[name])  # Feast's sources valid
         outputs = {name: df}
         if name in SPLITS:
-            other, columns = SPLITS[name]
+            other, keys, columns = SPLITS[name]
             df = df.cache()
-            keys = [c for c in df.columns if c.endswith("_id")] + ["event_timestamp"]
             outputs = {name: df.drop(*columns),
                        other: df.select(*keys, *columns).where(F.coalesce(*[F.size(c) for c in columns]) > 0)}
         for table, frame in outputs.items():

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spark_jobs.io import EVENT_WEIGHTS, POSITIVE_TYPES, Clock
+from spark_jobs.io import POSITIVE_TYPES, Clock
 from spark_jobs.windows import (
     COUNTS,
     LOOKBACK_DAYS,
     WINDOWS,
     daily_counts,
     days_since,
+    decay,
+    event_weight,
     fan_out,
     priors,
     smoothed,
@@ -30,12 +32,6 @@ class UserFeatureSettings:
     # cart, or at least potential_clicks clicks in 30 days; normal = the rest
     high_value_purchases: int = 2
     potential_clicks: int = 5
-
-
-def _decay(age_days_col, half_life: float):
-    from pyspark.sql import functions as F
-
-    return F.exp(-F.lit(0.6931471805599453 / half_life) * (age_days_col - F.lit(0.5)))
 
 
 def _top_k(scored, key: str, value: str, k: int, prefix: str):
@@ -90,9 +86,7 @@ def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSett
     out = out.join(price, ["user_id", "snap_day"], "left")
 
     # decayed category and brand preferences
-    weight = F.lit(0.0)
-    for name, w in EVENT_WEIGHTS.items():
-        weight = F.when(F.col("event_type") == name, F.lit(w)).otherwise(weight)
+    weight = event_weight()
     if items is not None:
         attrs = items.select("item_id", "category", "brand")
         tagged = positives.join(F.broadcast(attrs), "item_id", "left")
@@ -100,7 +94,7 @@ def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSett
             daily = tagged.where(F.col(value).isNotNull()).groupBy("user_id", value, "day").agg(
                 F.sum(weight).alias("w"))
             scored = fan_out(daily, snaps).groupBy("user_id", "snap_day", value).agg(
-                F.sum(F.col("w") * _decay(F.col("age_days"), settings.preference_half_life_days)).alias("pref"))
+                F.sum(F.col("w") * decay(F.col("age_days"), settings.preference_half_life_days)).alias("pref"))
             out = out.join(_top_k(scored, "user_id", value, settings.top_k_preferences, prefix),
                            ["user_id", "snap_day"], "left")
     else:

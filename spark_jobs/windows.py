@@ -21,15 +21,30 @@ def snapshot_frame(spark, clock: Clock):
         "snap_ts", F.to_timestamp(F.col("snap_day")))
 
 
+def event_weight():
+    """Column: each event's weight by type (impression 0, click 1, cart 3, purchase 5)."""
+    from pyspark.sql import functions as F
+
+    weight = F.lit(0.0)
+    for name, w in EVENT_WEIGHTS.items():
+        weight = F.when(F.col("event_type") == name, F.lit(w)).otherwise(weight)
+    return weight
+
+
+def decay(age_days_col, half_life_days: float):
+    """Column: exp-decay weight for a daily aggregate `age_days` old (mid-day: age - 0.5)."""
+    from pyspark.sql import functions as F
+
+    return F.exp(-F.lit(0.6931471805599453 / half_life_days) * (age_days_col - F.lit(0.5)))
+
+
 def daily_counts(events, keys: list[str]):
     """Per (keys, day): event counts by type, weighted score, spend, last event times."""
     from pyspark.sql import functions as F
 
     t = F.col("event_type")
     aggs = [F.sum(F.when(t == name, 1).otherwise(0)).alias(col) for col, name in COUNTS.items()]
-    weight = F.lit(0.0)
-    for name, w in EVENT_WEIGHTS.items():
-        weight = F.when(t == name, F.lit(w)).otherwise(weight)
+    weight = event_weight()
     qty = F.coalesce(F.col("quantity"), F.lit(1))
     aggs += [
         F.sum(weight).alias("score"),

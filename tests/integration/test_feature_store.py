@@ -35,8 +35,11 @@ def offline_latest(home: Home, table: str, key: str) -> pd.DataFrame:
 
 def same(a, b) -> bool:
     if isinstance(b, (list, np.ndarray)):
-        return a is not None and np.array(a).tolist() == pytest.approx(np.array(b).tolist()) \
-            if np.array(b).dtype.kind == "f" else a is not None and list(a) == list(b)
+        if a is None:
+            return False
+        if np.array(b).dtype.kind == "f":
+            return list(a) == pytest.approx(list(b))
+        return list(a) == list(b)
     if b is None or (isinstance(b, float) and np.isnan(b)) or b is pd.NaT:
         return a is None or (isinstance(a, float) and np.isnan(a))
     if isinstance(b, pd.Timestamp):

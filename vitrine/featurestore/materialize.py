@@ -124,7 +124,7 @@ def write_view(client, view, data: ds.Dataset, start: datetime, end: datetime, p
     fkeys = [encode.field_key(view.name, name) for name, _ in features]
     ts_field = f"_ts:{view.name}".encode()
     written, offset = 0, 0
-    connection = client.connection_pool.get_connection("HSET")
+    connection = client.connection_pool.get_connection()
     try:
         # pass 2: stream the rows in the same scan order, keeping the winners
         for batch in data.to_batches(columns=[*keys, ts_col, *[n for n, _ in features]], filter=where,
