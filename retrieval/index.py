@@ -186,7 +186,7 @@ def load_index(directory: Path) -> Index:
     return index
 
 
-def recall_at_k(approx_rows: np.ndarray, exact_rows: np.ndarray, k: int) -> float:
+def agreement_at_k(approx_rows: np.ndarray, exact_rows: np.ndarray, k: int) -> float:
     """Mean fraction of the exact top-k that the approximate top-k also returns."""
     hits = [len(np.intersect1d(a[:k], e[:k])) / k for a, e in zip(approx_rows, exact_rows, strict=True)]
     return float(np.mean(hits))

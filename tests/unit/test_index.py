@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.index import load_index, make_index, recall_at_k
+from retrieval.index import agreement_at_k, load_index, make_index
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_approximate_agrees_with_exact(data, kind, params):
     items, queries = data
     exact, _ = make_index("exact").build(items).search(queries, 100)
     approx, scores = make_index(kind, **params).build(items).search(queries, 100)
-    assert recall_at_k(approx, exact, 100) >= 0.95
+    assert agreement_at_k(approx, exact, 100) >= 0.95
     assert (np.diff(scores, axis=1) <= 1e-5).all()  # best first
 
 
@@ -58,4 +58,4 @@ def test_bad_input_is_refused(data):
 
 
 def test_recall_at_k_hand_values():
-    assert recall_at_k(np.array([[1, 2, 3]]), np.array([[3, 4, 1]]), 3) == pytest.approx(2 / 3)
+    assert agreement_at_k(np.array([[1, 2, 3]]), np.array([[3, 4, 1]]), 3) == pytest.approx(2 / 3)
