@@ -72,11 +72,6 @@ def manifest_path(home: Home) -> Path:
     return home.features / "manifest.json"
 
 
-def read_manifest(home: Home) -> dict | None:
-    path = manifest_path(home)
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_days: int | None = None,
                  only: list[str] | None = None, progress: Callable[[str], None] | None = None) -> FeatureRun:
     """Compute the feature tables. `as_of` defaults to the log's latest event."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -177,11 +176,6 @@ class EventLog:
         if not self.dates():
             return EVENTS.arrow_schema().empty_table()
         return self.dataset().to_table(columns=columns, filter=filter)
-
-    def iter_batches(self, batch_rows: int = 1_000_000) -> Iterator[pa.RecordBatch]:
-        if not self.dates():
-            return iter(())
-        return self.dataset().to_batches(batch_size=batch_rows)
 
     def count(self) -> int:
         return self.dataset().count_rows() if self.dates() else 0
