@@ -57,10 +57,6 @@ class Clock:
     def last(self) -> date:
         return self.snapshots[-1]
 
-    @staticmethod
-    def boundary(d: date) -> datetime:
-        return datetime(d.year, d.month, d.day, tzinfo=UTC)
-
 
 def make_clock(events, as_of: datetime | None = None, snapshot_days: int | None = None) -> Clock:
     from pyspark.sql import functions as F
