@@ -42,6 +42,7 @@ user_preferences = FeatureView(
         Field(name="top_brands", dtype=Array(String)),
         Field(name="top_brand_weights", dtype=Array(Float32)),
         Field(name="recent_items", dtype=Array(String), description="last 20 engaged items"),
+        Field(name="bought_items", dtype=Array(String), description="last 50 purchased items (30 days)"),
     ],
     source=FileSource(name="user_preferences_source", path=table_path("user_preferences"),
                       timestamp_field="event_timestamp"),

@@ -33,7 +33,7 @@ TABLES = {
 # (split-off table, its key columns, the columns it takes)
 SPLITS = {"user_behaviour": ("user_preferences", ["user_id", "event_timestamp"],
                              ["top_categorys", "top_category_weights", "top_brands", "top_brand_weights",
-                              "recent_items"])}
+                              "recent_items", "bought_items"])}
 
 # schemas of the tables whose input may be absent from a home
 EMPTY_SCHEMAS = {

@@ -28,6 +28,7 @@ class UserFeatureSettings:
     preference_half_life_days: float = 7.0
     top_k_preferences: int = 3
     recent_items: int = 20
+    bought_items: int = 50
     # segments: high_value = purchases_30d >= high_value_purchases; potential = any purchase,
     # cart, or at least potential_clicks clicks in 30 days; normal = the rest
     high_value_purchases: int = 2
@@ -52,7 +53,6 @@ def _top_k(scored, key: str, value: str, k: int, prefix: str):
 
 def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSettings = UserFeatureSettings()):
     """One row per (user active in the 30 days before a snapshot, snapshot)."""
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     snaps = snapshot_frame(spark, clock)
@@ -102,18 +102,30 @@ def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSett
             out = (out.withColumn(f"top_{prefix}s", F.lit(None).cast("array<string>"))
                    .withColumn(f"top_{prefix}_weights", F.lit(None).cast("array<float>")))
 
-    # the most recent distinct items engaged with before each snapshot
-    recent = positives.select("user_id", "item_id", "event_time", "day").join(
+    # the most recent distinct items engaged with (and bought) before each snapshot
+    out = out.join(_latest_items(positives, snaps, settings.recent_items, "recent_items"), ["user_id", "snap_day"],
+                   "left")
+    bought = positives.where(F.col("event_type") == "purchase")
+    out = out.join(_latest_items(bought, snaps, settings.bought_items, "bought_items"), ["user_id", "snap_day"],
+                   "left")
+    return out.drop("snap_day")
+
+
+def _latest_items(events, snaps, n: int, name: str):
+    """Per (user, snapshot): the `n` most recent distinct items in `events` before the
+    snapshot (within the look-back), newest first."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    recent = events.select("user_id", "item_id", "event_time", "day").join(
         F.broadcast(snaps), (F.col("day") < F.col("snap_day"))
         & (F.col("day") >= F.date_sub(F.col("snap_day"), LOOKBACK_DAYS)))
     recent = recent.groupBy("user_id", "snap_day", "item_id").agg(F.max("event_time").alias("t"))
     w = Window.partitionBy("user_id", "snap_day").orderBy(F.desc("t"), F.asc("item_id"))
-    recent = (recent.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= settings.recent_items)
-              .groupBy("user_id", "snap_day")
-              .agg(F.sort_array(F.collect_list(F.struct("rank", "item_id"))).alias("_r"))
-              .select("user_id", "snap_day", F.col("_r.item_id").alias("recent_items")))
-    out = out.join(recent, ["user_id", "snap_day"], "left")
-    return out.drop("snap_day")
+    return (recent.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= n)
+            .groupBy("user_id", "snap_day")
+            .agg(F.sort_array(F.collect_list(F.struct("rank", "item_id"))).alias("_r"))
+            .select("user_id", "snap_day", F.col("_r.item_id").alias(name)))
 
 
 def user_profile(users):

@@ -42,3 +42,17 @@ def train_retrieval(home: Home, redis_url: str, *, settings: TwoTowerSettings | 
                     progress=progress)
     publish(home, "two_tower", out)
     return trained
+
+
+def cli_train(args, home: Home) -> None:
+    import sys
+
+    from vitrine.online.redis_local import redis_url
+
+    settings = TwoTowerSettings() if args.epochs is None else TwoTowerSettings(epochs=args.epochs)
+    trained = train_retrieval(home, redis_url(home), settings=settings, fraction=args.fraction,
+                              progress=sys.stderr.isatty())
+    m = trained.manifest
+    print(f"two-tower {m['version']}: {m['metrics']['positives']:,} positives, {m['metrics']['items']:,} items "
+          f"embedded, loss {m['metrics']['train_loss'][0]:.3f} → {m['metrics']['train_loss'][-1]:.3f}; "
+          f"published as latest in {trained.directory.parent}")

@@ -172,28 +172,48 @@ def _training_set(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
-# --- train -------------------------------------------------------------------------------
+# --- train / evaluate --------------------------------------------------------------------
+# Each model family owns its `cli_train(args, home)` / `cli_evaluate(args, home)` in its own
+# module; these commands only parse and dispatch.
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", choices=["retrieval"], help="what to train (ranking and the rest: coming)")
+    p.add_argument("model", nargs="?", default="all", choices=["all", "retrieval", "ranking"],
+                   help="what to train (default all: every model the server needs, in order)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs")
     p.add_argument("--fraction", type=float, default=None, help="random fraction of the labelled samples")
+    p.add_argument("--tune", choices=["pso", "random"], default=None, help="ranking: hyper-parameter search")
+    p.add_argument("--budget", type=int, default=None, help="ranking: tuning trials")
 
 
-@command("train", "train a model version from the feature store and publish it", _train_args)
+@command("train", "train model versions from the feature store and publish them", _train_args)
 def _train(args: argparse.Namespace, home: Home) -> int:
-    from training.retrieval_pipeline import train_retrieval
-    from training.two_tower import TwoTowerSettings
-    from vitrine.online.redis_local import redis_url
+    if args.model in ("all", "retrieval"):
+        from training.retrieval_pipeline import cli_train
 
-    settings = TwoTowerSettings() if args.epochs is None else TwoTowerSettings(epochs=args.epochs)
-    trained = train_retrieval(home, redis_url(home), settings=settings, fraction=args.fraction,
-                              progress=sys.stderr.isatty())
-    m = trained.manifest
-    print(f"two-tower {m['version']}: {m['metrics']['positives']:,} positives, {m['metrics']['items']:,} items "
-          f"embedded, loss {m['metrics']['train_loss'][0]:.3f} → {m['metrics']['train_loss'][-1]:.3f}; "
-          f"published as latest in {trained.directory.parent}")
+        cli_train(args, home)
+    if args.model in ("all", "ranking"):
+        from training.ranking_pipeline import cli_train
+
+        cli_train(args, home)
     return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", choices=["retrieval", "ranking"], help="what to evaluate")
+    p.add_argument("--out", type=Path, default=None, help="directory for the table and plots "
+                   "(default <home>/reports/<model>)")
+    p.add_argument("--k", type=int, nargs="+", default=None, help="retrieval: cut-offs (default 20 50 100)")
+    p.add_argument("--fraction", type=float, default=None, help="random fraction of the samples/users")
+    p.add_argument("--epochs", type=int, default=None, help="epochs for models trained for the evaluation")
+
+
+@command("evaluate", "evaluate trained models side by side with baselines: table + plot", _evaluate_args)
+def _evaluate(args: argparse.Namespace, home: Home) -> int:
+    if args.model == "retrieval":
+        from retrieval.evaluation import cli_evaluate
+    else:
+        from training.ranking_pipeline import cli_evaluate
+    return cli_evaluate(args, home)
 
 
 # --- schema -----------------------------------------------------------------------------

@@ -54,6 +54,7 @@ def test_user_behaviour_windows_rates_recency(small_home: Home):
     assert u1.segment == "potential"  # one purchase; high_value needs two
     assert u1.price_level == pytest.approx(20.0)  # geometric mean of 10, 20, 20, 40
     assert list(u1.recent_items) == ["i3", "i2", "i1"]
+    assert list(u1.bought_items) == ["i2"]
     # decayed preferences (half-life 7 days, ages 3 and 1 days, weights click 1 cart 3 buy 5)
     d3, d1 = math.exp(-math.log(2) / 7 * 2.5), math.exp(-math.log(2) / 7 * 0.5)
     scores = {"a/y": 9 * d3, "b/z": 1 * d1, "a/x": 1 * d3}
