@@ -50,4 +50,5 @@ if [ ! -f "$stamp" ]; then
   rm -f "$VENV"/.stamp-*
   touch "$stamp"
 fi
+"$VENV/bin/python" -m serving.proto.build >/dev/null  # gRPC stubs (also generated lazily on import)
 say "ready: $("$VENV/bin/python" --version), $(redis-server --version | awk '{print $3}'), java $java_major"

@@ -1,0 +1,99 @@
+"""Serving settings: one typed tree, built once at the edge (defaults, a JSON file, CLI flags)
+and passed down. Budgets are milliseconds inside the request deadline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """An A/B arm: which rankers run and how the final score is made.
+
+    final = p_ctr · (1 + value_weight · p_cvr · log1p(price)) with the teacher (`fine`);
+    the student's score alone without it.
+    """
+
+    name: str
+    share: int  # of 100 hash buckets
+    coarse: bool = True  # FM student narrows recall to `coarse_k`
+    fine: bool = True  # MMoE teacher scores what is left
+    value_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Per-stage budgets (ms). A stage past its budget, or past the request deadline, ends
+    the pipeline with a degraded hot/new answer (`<stage>_late`)."""
+
+    total: float = 200.0  # the request deadline when the caller gives none (or a longer one)
+    features: float = 50.0
+    recall: float = 80.0
+    coarse: float = 50.0
+    fine: float = 80.0
+    adjust: float = 30.0
+
+
+@dataclass(frozen=True)
+class Diversity:
+    """MMR-like: each earlier pick of the same merchant (category) multiplies a candidate's
+    score by this factor, so the list stays sorted by the score it reports."""
+
+    merchant_decay: float = 0.6
+    category_decay: float = 0.85
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    http_port: int | None = 8080  # gateway (POST /collect, GET /recommend, /metrics); None = off
+    grpc_workers: int = 8  # handler threads; the GIL and 2 cores bound useful parallelism
+    max_concurrent_rpcs: int = 256
+    recall_k: int = 500  # candidates from the recall merger
+    coarse_k: int = 150  # kept by the FM student for the teacher
+    max_k: int = 200
+    max_exclude: int = 1000
+    max_events: int = 500  # per TrackEvents / POST /collect
+    max_user_id_len: int = 128
+    redis_timeout_s: float = 0.05  # socket timeout for user reads: Redis down must not stall
+    reload_seconds: float = 5.0  # how often model `latest` pointers and the item cache marker are checked
+    recent_items_max: int = 20  # rt_recent_items kept per user
+    bought_items_max: int = 100  # rt_bought_items kept per user
+    grace_seconds: float = 5.0  # graceful shutdown: in-flight RPCs get this long
+    budgets: Budgets = field(default_factory=Budgets)
+    diversity: Diversity = field(default_factory=Diversity)
+    strategies: tuple[Strategy, ...] = (
+        Strategy("control", 90, coarse=True, fine=True),
+        Strategy("coarse_only", 10, coarse=True, fine=False),
+    )
+
+    def __post_init__(self) -> None:
+        total = sum(s.share for s in self.strategies)
+        if total != 100:
+            raise ValueError(f"A/B strategy shares must add up to 100, got {total}")
+        if len({s.name for s in self.strategies}) != len(self.strategies):
+            raise ValueError("A/B strategy names must be unique")
+        if not 0 < self.coarse_k <= self.recall_k:
+            raise ValueError("need 0 < coarse_k <= recall_k")
+
+    @classmethod
+    def from_json(cls, path: Path, **overrides: object) -> ServingConfig:
+        """Settings from a JSON file (any subset of the fields), then explicit overrides."""
+        raw = json.loads(Path(path).read_text()) if path else {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown serving settings {sorted(unknown)}; known: {sorted(known)}")
+        if "budgets" in raw:
+            raw["budgets"] = Budgets(**raw["budgets"])
+        if "diversity" in raw:
+            raw["diversity"] = Diversity(**raw["diversity"])
+        if "strategies" in raw:
+            raw["strategies"] = tuple(Strategy(**s) for s in raw["strategies"])
+        return replace(cls(**raw), **{k: v for k, v in overrides.items() if v is not None})
+
+    def to_dict(self) -> dict:
+        return asdict(self)

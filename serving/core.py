@@ -1,0 +1,110 @@
+"""The transport-agnostic core both the gRPC servicer and the HTTP gateway call: it owns the
+online-store client, the feature reader, the item cache, the model set and the collector,
+and a background refresher that hot-reloads models and the item cache."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from serving.api import Recommendation, RecommendRequest, TrackResult
+from serving.config import ServingConfig
+from serving.events import EventCollector, feast_pusher
+from serving.features import UserFeatureReader, entity_views
+from serving.items import ItemCache
+from serving.metrics import Metrics
+from serving.models import ModelSet
+from serving.pipeline import Context, recommend
+from vitrine.config import Home
+
+log = logging.getLogger("serving.core")
+
+
+def redis_client(url: str, timeout_s: float):
+    """A client that fails fast: no retries, short timeouts (Redis down → degraded answers)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0)
+
+
+class Core:
+    def __init__(self, home: Home, config: ServingConfig, redis_url: str | None = None) -> None:
+        from vitrine.featurestore.repo import feature_store, project_name
+        from vitrine.online.redis_local import redis_url as home_redis_url
+
+        self.home, self.config = home, config
+        self.metrics = Metrics()
+        self.redis_url = redis_url or home_redis_url(home)
+        self.store = feature_store(home, self.redis_url)
+        self.client = redis_client(self.redis_url, config.redis_timeout_s)
+        self.reader = UserFeatureReader(self.client, project_name(), entity_views(self.store, "user"))
+        self.items = ItemCache.load(self.store)
+        self._known_items = pa.array(self.items.ids.tolist(), type=pa.string())
+        self.metrics.item_cache_items.set(self.items.size)
+        self.models = ModelSet(home, self.metrics)
+        self.models.reload()
+        self.collector = EventCollector(home, config, self.metrics, self.reader, feast_pusher(self.store),
+                                        lambda: self._known_items if self.items.size else None)
+        self._registry = home.feast / "registry.db"
+        self._registry_stamp = self._stamp(self._registry)
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    # --- the two calls --------------------------------------------------------------------
+    def recommend(self, req: RecommendRequest, timeout_s: float | None = None) -> Recommendation:
+        ctx = Context(self.config, self.metrics, self.models.current, self.items, self.reader.read)
+        return recommend(ctx, req, timeout_s)
+
+    def track(self, events: Any) -> TrackResult:
+        return self.collector.track(events)
+
+    # --- background refresh -----------------------------------------------------------------
+    @staticmethod
+    def _stamp(path: Path) -> tuple[float, int] | None:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_mtime, st.st_size
+
+    def refresh(self) -> dict[str, str]:
+        """Reload the item cache if materialisation moved, and any model whose `latest` moved."""
+        force: frozenset[str] = frozenset()
+        stamp = self._stamp(self._registry)
+        if stamp != self._registry_stamp:
+            self._registry_stamp = stamp
+            self.store.refresh_registry()
+            if ItemCache.marker_of(self.store) != self.items.marker:
+                t = time.perf_counter()
+                items = ItemCache.load(self.store)
+                self.items, self._known_items = items, pa.array(items.ids.tolist(), type=pa.string())
+                self.metrics.item_cache_items.set(items.size)
+                log.info("item cache reloaded", extra={"items": items.size,
+                                                       "seconds": round(time.perf_counter() - t, 3)})
+                force = frozenset({"two_tower"})  # the retriever's catalogue comes from the same tables
+        return self.models.reload(force)
+
+    def start_refresher(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.config.reload_seconds):
+                try:
+                    self.refresh()
+                except Exception:
+                    log.exception("refresh failed; serving what is loaded")
+
+        self._refresher = threading.Thread(target=loop, name="vitrine-refresher", daemon=True)
+        self._refresher.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join(timeout=5)
+        self.client.close()

@@ -1,0 +1,114 @@
+"""The model versions being served, and their hot reload.
+
+`ModelSet.current` is an immutable snapshot (retriever, FM student, MMoE teacher, versions);
+a request takes the reference once and uses it to the end, so a reload never mixes versions
+inside a request. `reload()` looks at each model's `latest` pointer; when it moved, the new
+version is loaded (the loaders verify the manifest checksums and raise `BadModelVersion`)
+and swapped in by one reference assignment. A version that fails to load is refused, logged
+and counted, and the old one keeps serving; the same pointer is not retried until it moves.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from serving.metrics import Metrics
+from vitrine.config import Home
+from vitrine.versions import models_dir
+
+log = logging.getLogger("serving.models")
+
+MODELS = ("two_tower", "coarse", "ranker")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    retriever: Any = None  # retrieval.service.Retriever
+    student: Any = None  # ranking.fm.FMStudent (coarse)
+    teacher: Any = None  # ranking.teacher.Teacher (fine)
+    versions: dict[str, str] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)  # model → why it is not being served
+
+    def version_string(self) -> str:
+        return ",".join(f"{m}={self.versions[m]}" for m in MODELS if m in self.versions) or "none"
+
+
+def _load_retriever(home: Home, directory) -> tuple[Any, str]:
+    from retrieval.service import Retriever
+
+    r = Retriever.load(home)
+    return r, str(r.version)
+
+
+def _load_student(home: Home, directory) -> tuple[Any, str]:
+    from ranking.fm import FMStudent
+
+    return FMStudent.load(directory), directory.name
+
+
+def _load_teacher(home: Home, directory) -> tuple[Any, str]:
+    from ranking.teacher import Teacher
+
+    return Teacher.load(directory), directory.name
+
+
+LOADERS: dict[str, Callable[[Home, Any], tuple[Any, str]]] = {
+    "two_tower": _load_retriever, "coarse": _load_student, "ranker": _load_teacher}
+SLOTS = {"two_tower": "retriever", "coarse": "student", "ranker": "teacher"}
+
+
+class ModelSet:
+    def __init__(self, home: Home, metrics: Metrics, loaders: dict | None = None) -> None:
+        self.home, self.metrics = home, metrics
+        self.loaders = loaders or LOADERS
+        self.current = Loaded()
+        self._pointers: dict[str, str | None] = {}
+        self._lock = threading.Lock()
+
+    def pointer(self, model: str) -> str | None:
+        path = models_dir(self.home, model) / "latest"
+        try:
+            return path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def reload(self, force: frozenset[str] = frozenset()) -> dict[str, str]:
+        """Load every model whose `latest` moved (or in `force`). Returns model → outcome."""
+        outcomes: dict[str, str] = {}
+        with self._lock:
+            snapshot = self.current
+            for model in MODELS:
+                pointer = self.pointer(model)
+                if model not in force and model in self._pointers and pointer == self._pointers[model]:
+                    continue
+                self._pointers[model] = pointer
+                if pointer is None:
+                    if getattr(snapshot, SLOTS[model]) is None:
+                        snapshot = replace(snapshot, problems={**snapshot.problems, model: "not_trained"})
+                    outcomes[model] = "not trained"
+                    continue
+                directory = models_dir(self.home, model) / pointer
+                try:
+                    obj, version = self.loaders[model](self.home, directory)
+                except Exception as e:  # BadModelVersion, ImportError, a broken file: refuse it
+                    reason = f"{type(e).__name__}: {e}"
+                    self.metrics.reloads.labels(model, "refused").inc()
+                    log.warning("model version refused", extra={"model": model, "version": pointer,
+                                                                "reason": reason[:500]})
+                    outcomes[model] = f"refused: {reason}"
+                    if getattr(snapshot, SLOTS[model]) is None:
+                        snapshot = replace(snapshot, problems={**snapshot.problems, model: "load_failed"})
+                    continue
+                problems = {k: v for k, v in snapshot.problems.items() if k != model}
+                snapshot = replace(snapshot, **{SLOTS[model]: obj}, versions={**snapshot.versions, model: version},
+                                   problems=problems)
+                self.metrics.reloads.labels(model, "loaded").inc()
+                self.metrics.set_version(model, version)
+                log.info("model version loaded", extra={"model": model, "version": version})
+                outcomes[model] = f"loaded {version}"
+            self.current = snapshot  # the atomic swap
+        return outcomes

@@ -1,0 +1,247 @@
+"""The Recommend pipeline: features → recall → coarse (FM student) → fine (MMoE teacher) →
+adjust, each stage timed against its budget inside the request deadline.
+
+Stages run inline in the handler thread (a hand-off to another thread costs more than most
+stages). A stage that raises, ends past its budget or past the deadline, or finds Redis
+down, ends the pipeline: the answer is then hot/new items from the item cache, marked
+degraded with the reason — never an error, never a crash. Redis calls have a short socket
+timeout, so a hung Redis cannot hold a request much past its budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving.api import RankedItem, Recommendation, RecommendRequest
+from serving.config import ServingConfig, Strategy
+from serving.features import UserFeatures
+from serving.items import ItemCache
+from serving.metrics import Metrics
+from serving.models import Loaded
+from vitrine.data.schemas import DEVICES
+
+log = logging.getLogger("serving.pipeline")
+
+RT_RECENT = "user_realtime__rt_recent_items"
+RT_BOUGHT = "user_realtime__rt_bought_items"
+# never recommended again: what the user bought or engaged with (snapshot and real time)
+BLOCKING = (RT_BOUGHT, RT_RECENT, "user_preferences__bought_items", "user_preferences__recent_items")
+
+
+def bucket_of(user_id: str) -> int:
+    """A stable bucket in [0, 100) from the user id (same user, same bucket, every process)."""
+    return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "little") % 100
+
+
+def strategy_for(config: ServingConfig, user_id: str) -> Strategy:
+    b, edge = bucket_of(user_id), 0
+    for s in config.strategies:
+        edge += s.share
+        if b < edge:
+            return s
+    return config.strategies[-1]
+
+
+class Degrade(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _is_redis_error(e: BaseException) -> bool:
+    import redis
+
+    return isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError))
+
+
+class _Clock:
+    """Runs stages, records their time, turns failures and lateness into `Degrade`."""
+
+    def __init__(self, config: ServingConfig, metrics: Metrics, deadline: float) -> None:
+        self.budgets, self.metrics, self.deadline = config.budgets, metrics, deadline
+        self.ms: dict[str, float] = {}
+
+    def run(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            out = fn(*args)
+        except Degrade:
+            raise
+        except Exception as e:
+            self._record(stage, t0)
+            if _is_redis_error(e):
+                raise Degrade("redis_unavailable") from e
+            log.exception("stage failed", extra={"stage": stage})
+            raise Degrade(f"{stage}_failed") from e
+        elapsed = self._record(stage, t0)
+        if elapsed > getattr(self.budgets, stage) or time.perf_counter() > self.deadline:
+            raise Degrade(f"{stage}_late")
+        return out
+
+    def _record(self, stage: str, t0: float) -> float:
+        seconds = time.perf_counter() - t0
+        self.metrics.stage_seconds.labels(stage).observe(seconds)
+        self.ms[stage] = seconds * 1000
+        return seconds * 1000
+
+
+def diversify(scores: np.ndarray, merchants: np.ndarray, categories: np.ndarray, k: int,
+              merchant_decay: float, category_decay: float) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy re-rank: each earlier pick of the same merchant / category multiplies a
+    candidate's (positive) score by the decay. Adjusted scores only fall as picks are made,
+    so the picks come out sorted by the score they are reported with."""
+    n = len(scores)
+    m_codes = np.unique(merchants.astype(str), return_inverse=True)[1]
+    c_codes = np.unique(categories.astype(str), return_inverse=True)[1]
+    current = scores.astype(np.float64).copy()
+    picked, picked_scores = [], []
+    for _ in range(min(k, n)):
+        i = int(np.argmax(current))
+        picked.append(i)
+        picked_scores.append(current[i])
+        current[i] = -np.inf
+        current[m_codes == m_codes[i]] *= merchant_decay
+        current[c_codes == c_codes[i]] *= category_decay
+    return np.array(picked, dtype=np.int64), np.array(picked_scores)
+
+
+@dataclass
+class Context:
+    """What one request works with: a consistent snapshot of models and item cache."""
+
+    config: ServingConfig
+    metrics: Metrics
+    models: Loaded
+    items: ItemCache
+    read_user: Callable[[str], UserFeatures]
+
+
+def _blocked(user: UserFeatures | None, req: RecommendRequest) -> set[str]:
+    blocked = set(req.exclude)
+    if user is not None:
+        for name in BLOCKING:
+            blocked.update(user.values.get(name) or ())
+    return blocked
+
+
+def _request_features(req: RecommendRequest) -> dict[str, int]:
+    return {"request_unix_s": req.request_unix_s or int(time.time()),
+            "device_code": DEVICES.index(req.device) if req.device in DEVICES else -1}
+
+
+def fallback_items(ctx: Context, req: RecommendRequest, user: UserFeatures | None) -> list[RankedItem]:
+    blocked = _blocked(user, req)
+    return [RankedItem(item, score, routes=[route]) for item, score, route in ctx.items.fallback(req.k, blocked)]
+
+
+def recommend(ctx: Context, req: RecommendRequest, timeout_s: float | None = None) -> Recommendation:
+    """The pipeline for one request; always answers."""
+    config = ctx.config
+    strategy = strategy_for(config, req.user_id)
+    budget = config.budgets.total / 1000
+    deadline = time.perf_counter() + (min(budget, timeout_s) if timeout_s else budget)
+    clock = _Clock(config, ctx.metrics, deadline)
+    user: UserFeatures | None = None
+    try:
+        user = clock.run("features", ctx.read_user, req.user_id)
+        items = _ranked(ctx, clock, strategy, req, user)
+        reason = ""
+    except Degrade as d:
+        reason = d.reason
+        t0 = time.perf_counter()
+        items = fallback_items(ctx, req, user)
+        clock.ms["fallback"] = (time.perf_counter() - t0) * 1000
+        ctx.metrics.degraded.labels(reason).inc()
+        log.warning("degraded answer", extra={"request_id": req.request_id, "reason": reason,
+                                               "user_id": req.user_id})
+    ctx.metrics.requests.labels(strategy.name).inc()
+    return Recommendation(items=items, model_version=ctx.models.version_string(), ab_bucket=strategy.name,
+                          request_id=req.request_id, degraded=bool(reason), degraded_reason=reason,
+                          stage_ms=clock.ms)
+
+
+def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendRequest,
+            user: UserFeatures) -> list[RankedItem]:
+    models, config = ctx.models, ctx.config
+    needed = {"two_tower": models.retriever, "coarse": models.student if strategy.coarse else True,
+              "ranker": models.teacher if strategy.fine else True}
+    for model, obj in needed.items():
+        if obj is None:
+            raise Degrade(f"no_{model}_model:{models.problems.get(model, 'not_loaded')}")
+    blocked = _blocked(user, req)
+
+    def recall() -> list:
+        values = user.values
+        state = models.retriever.user_state(req.user_id, values, extra_recent=values.get(RT_RECENT) or (),
+                                            bought=values.get(RT_BOUGHT) or (), seen=values.get(RT_RECENT) or ())
+        return models.retriever.recall(state, config.recall_k, exclude=sorted(req.exclude))
+
+    candidates = clock.run("recall", recall)
+    if not candidates:
+        raise Degrade("recall_empty")
+    request = _request_features(req)
+    rows = ctx.items.rows([c.item_id for c in candidates])
+
+    if strategy.coarse:
+        def coarse() -> np.ndarray:
+            scores = np.asarray(models.student.score(user.values, ctx.items.take(rows), request), dtype=np.float64)
+            keep = max(config.coarse_k, req.k)
+            return np.argsort(-scores, kind="stable")[:keep], scores
+
+        order, coarse_scores = clock.run("coarse", coarse)
+    else:
+        order, coarse_scores = np.arange(min(len(candidates), max(config.coarse_k, req.k))), None
+
+    rows = rows[order]
+    features = ctx.items.take(rows)
+    if strategy.fine:
+        def fine() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            p_ctr, p_cvr = models.teacher.score(user.values, features, request)
+            p_ctr, p_cvr = np.asarray(p_ctr, dtype=np.float64), np.asarray(p_cvr, dtype=np.float64)
+            price = np.nan_to_num(np.asarray(features.get("item_attributes__price", np.zeros(len(rows))),
+                                             dtype=np.float64), nan=0.0).clip(min=0)
+            return p_ctr * (1 + strategy.value_weight * p_cvr * np.log1p(price)), p_ctr, p_cvr
+
+        final, p_ctr, p_cvr = clock.run("fine", fine)
+    else:
+        final = 1.0 / (1.0 + np.exp(-coarse_scores[order])) if coarse_scores is not None else \
+            np.array([candidates[i].score for i in order], dtype=np.float64)
+        p_ctr = p_cvr = np.zeros(len(order))
+
+    def adjust() -> list[RankedItem]:
+        ids = [candidates[i].item_id for i in order.tolist()]
+        online = np.ones(len(rows), dtype=bool) if not ctx.items.size else \
+            np.where(rows >= 0, ctx.items.online[np.maximum(rows, 0)], True)
+        seen: set[str] = set()
+        keep = []
+        for j, item in enumerate(ids):
+            if item in blocked or item in seen or not online[j] or not math.isfinite(final[j]):
+                continue
+            seen.add(item)
+            keep.append(j)
+        keep = np.array(keep, dtype=np.int64)
+        scores = np.maximum(final[keep], 1e-12)
+        picks, adjusted = diversify(scores, features.get("item_attributes__merchant_id", np.zeros(len(rows)))[keep],
+                                    features.get("item_attributes__category", np.zeros(len(rows)))[keep], req.k,
+                                    config.diversity.merchant_decay, config.diversity.category_decay)
+        out = []
+        for p, s in zip(picks.tolist(), adjusted.tolist(), strict=True):
+            j = int(keep[p])
+            c = candidates[int(order[j])]
+            out.append(RankedItem(c.item_id, float(s), float(p_ctr[j]), float(p_cvr[j]), list(c.routes)))
+        if len(out) < req.k:  # backfill with hot/new, scored below everything ranked
+            floor = out[-1].score if out else 1.0
+            taken = blocked | {i.item_id for i in out}
+            for item, score, route in ctx.items.fallback(req.k - len(out), taken):
+                out.append(RankedItem(item, floor * 0.5 * score, routes=[route]))
+        return out
+
+    return clock.run("adjust", adjust)

@@ -1,0 +1,144 @@
+"""The gRPC server: `Recommender` (Recommend, TrackEvents), health checking, reflection,
+graceful shutdown, and the HTTP gateway beside it. `start_server` is the factory tests and
+`vitrine serve` share; the servicer only converts proto ↔ `serving.api` types and maps
+errors to status codes in one place."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from serving import validation
+from serving.api import Recommendation, TrackResult
+from serving.core import Core
+from serving.gateway import Gateway
+from serving.proto import SERVICE_NAME, pb, pb_grpc
+from serving.validation import InvalidRequest
+
+log = logging.getLogger("serving.server")
+
+
+def recommendation_pb(rec: Recommendation) -> pb.RecommendResponse:
+    return pb.RecommendResponse(
+        items=[pb.RecommendedItem(item_id=i.item_id, score=i.score, p_ctr=i.p_ctr, p_cvr=i.p_cvr, routes=i.routes)
+               for i in rec.items],
+        model_version=rec.model_version, ab_bucket=rec.ab_bucket, request_id=rec.request_id,
+        degraded=rec.degraded, degraded_reason=rec.degraded_reason, stage_ms=rec.stage_ms)
+
+
+def track_pb(result: TrackResult) -> pb.TrackEventsResponse:
+    return pb.TrackEventsResponse(accepted=result.accepted, duplicates=result.duplicates,
+                                  rejections=[pb.Rejection(index=r.index, field=r.field, reason=r.reason)
+                                              for r in result.rejections])
+
+
+class RecommenderServicer(pb_grpc.RecommenderServicer):
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def _call(self, method: str, context: grpc.ServicerContext, fn):
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        except InvalidRequest as e:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(e)
+        except Exception:
+            log.exception("internal error", extra={"method": method})
+            code, message = grpc.StatusCode.INTERNAL, "internal error (logged on the server)"
+        finally:
+            self.core.metrics.request_seconds.labels(method).observe(time.perf_counter() - t0)
+        self.core.metrics.errors.labels(method, code.name).inc()
+        context.abort(code, message)
+
+    def Recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
+        def run() -> pb.RecommendResponse:
+            c = request.context
+            req = validation.recommend_request(
+                self.core.config, user_id=request.user_id, k=request.k, device=c.device, region=c.region,
+                scene=c.scene, request_unix_s=c.request_unix_s, exclude=request.exclude_item_ids,
+                request_id=request.request_id)
+            return recommendation_pb(self.core.recommend(req, context.time_remaining()))
+
+        return self._call("Recommend", context, run)
+
+    def TrackEvents(self, request: pb.TrackEventsRequest, context: grpc.ServicerContext) -> pb.TrackEventsResponse:
+        def run() -> pb.TrackEventsResponse:
+            events = [MessageToDict(e, preserving_proto_field_name=True) for e in request.events]
+            return track_pb(self.core.track(events))
+
+        return self._call("TrackEvents", context, run)
+
+
+@dataclass
+class RunningServer:
+    core: Core
+    server: grpc.Server
+    health: health.HealthServicer
+    port: int
+    gateway: Gateway | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.core.config.host}:{self.port}"
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful: health goes NOT_SERVING, new calls are refused, in-flight ones finish."""
+        self.health.enter_graceful_shutdown()
+        if self.gateway is not None:
+            self.gateway.stop()
+        self.server.stop(self.core.config.grace_seconds if grace is None else grace).wait()
+        self.core.close()
+        log.info("server stopped", extra={"port": self.port})
+
+
+def start_server(core: Core, port: int | None = None, http_port: int | None = -1) -> RunningServer:
+    """Start gRPC (port 0 = any free port) and, unless `http_port` is None, the gateway
+    (-1 = the configured port, 0 = any free port)."""
+    config = core.config
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.grpc_workers,
+                                                    thread_name_prefix="vitrine-grpc"),
+                         maximum_concurrent_rpcs=config.max_concurrent_rpcs)
+    pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(core), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{config.host}:{config.port if port is None else port}")
+    if bound == 0:
+        raise OSError(f"cannot bind the gRPC port {config.host}:{port}")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    gateway = None
+    wanted = config.http_port if http_port == -1 else http_port
+    if wanted is not None:
+        gateway = Gateway(core, config.host, wanted)
+        gateway.start()
+    core.start_refresher()
+    log.info("server started", extra={"grpc_port": bound, "http_port": gateway.port if gateway else None,
+                                      "models": core.models.current.version_string(),
+                                      "items": core.items.size})
+    return RunningServer(core, server, health_servicer, bound, gateway)
+
+
+def serve_forever(running: RunningServer) -> None:
+    """Block until SIGTERM/SIGINT, then shut down gracefully."""
+    done = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    done.wait()
+    running.stop()

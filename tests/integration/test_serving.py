@@ -1,0 +1,212 @@
+"""The gRPC server for real: port 0, a real Redis with Feast-materialised features, the
+event log on disk. Until models are published the pipeline answers degraded (hot/new)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from serving.config import ServingConfig
+from serving.core import Core
+from serving.proto import SERVICE_NAME, pb, pb_grpc
+from serving.server import start_server
+from tests.integration.serving_fixtures import served_copy
+from vitrine.data.eventlog import EventLog
+from vitrine.online.redis_local import ManagedRedis
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def served(small_home, tmp_path_factory):
+    yield from served_copy(small_home, tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    home, url = served
+    core = Core(home, ServingConfig(port=0, http_port=0, reload_seconds=3600), redis_url=url)
+    running = start_server(core, port=0, http_port=0)
+    yield running
+    running.stop(0)
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.RecommenderStub(channel)
+
+
+def recommend(stub, user: str, k: int, **kw) -> pb.RecommendResponse:
+    return stub.Recommend(pb.RecommendRequest(user_id=user, k=k, **kw), timeout=10)
+
+
+def test_health_and_reflection(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE_NAME):
+            status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = list(reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+            list_services="")]), timeout=5))
+        names = {s.name for s in answers[0].list_services_response.service}
+        assert {"vitrine.v1.Recommender", "grpc.health.v1.Health"} <= names
+
+
+def test_without_models_the_answer_is_degraded_hot_new_and_sorted(stub):
+    # u2 engaged with i1 only (small_home): i1 is never recommended back to them
+    r = recommend(stub, "u2", 2)
+    assert r.degraded and r.degraded_reason.startswith("no_two_tower_model")
+    ids = [i.item_id for i in r.items]
+    assert len(ids) == 2 and "i1" not in ids and len(set(ids)) == 2
+    scores = [i.score for i in r.items]
+    assert scores == sorted(scores, reverse=True)
+    assert all(i.routes and set(i.routes) <= {"hot", "new"} for i in r.items)
+    assert r.request_id and r.ab_bucket in {"control", "coarse_only"} and "features" in r.stage_ms
+
+
+def test_unknown_user_gets_an_answer_and_exclusions_hold(stub):
+    r = recommend(stub, "nobody-knows-me", 3, exclude_item_ids=["i2"])
+    assert [i.item_id for i in r.items] and "i2" not in [i.item_id for i in r.items]
+    assert len(r.items) == 2  # 3 items in the catalogue, one excluded
+
+
+@pytest.mark.parametrize(("request_kw", "message"), [
+    ({"user_id": "", "k": 5}, "user_id is required"),
+    ({"user_id": "u1", "k": 0}, "k must be between 1 and 200"),
+    ({"user_id": "u1", "k": -3}, "k must be between 1 and 200"),
+    ({"user_id": "u1", "k": 10_000}, "k must be between 1 and 200"),
+    ({"user_id": "u1", "k": 5, "exclude_item_ids": [f"x{i}" for i in range(1001)]}, "at most 1000"),
+    ({"user_id": "u1", "k": 5, "context": pb.Context(device="toaster")}, "context.device 'toaster' is unknown"),
+])
+def test_invalid_recommend_requests(stub, request_kw, message):
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Recommend(pb.RecommendRequest(**request_kw), timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in e.value.details()
+
+
+@pytest.mark.parametrize(("events", "message"), [
+    ([], "events is empty"),
+    ([pb.Event(user_id="u1", item_id="i1", event_type="teleport")], "event_type: unknown value"),
+    ([pb.Event(user_id="", item_id="i1", event_type="click")], "user_id: required value is empty"),
+    ([pb.Event(user_id="u1", item_id="i1", event_type="click", event_time="yesterday-ish")],
+     "unparsable timestamp"),
+    ([pb.Event(user_id="u1", item_id="no-such-item", event_type="click")], "unknown item"),
+])
+def test_malformed_events_are_invalid_argument(stub, events, message):
+    with pytest.raises(grpc.RpcError) as e:
+        stub.TrackEvents(pb.TrackEventsRequest(events=events), timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in e.value.details()
+
+
+def test_track_events_is_durable_pushed_and_changes_the_next_answer(stub, server, served):
+    home, _ = served
+    before = [i.item_id for i in recommend(stub, "u9", 3).items]
+    assert "i3" in before
+    before_log = EventLog(home.events).count()
+    r = stub.TrackEvents(pb.TrackEventsRequest(events=[
+        pb.Event(event_id="e-buy-1", user_id="u9", item_id="i3", event_type="purchase", price=40.0, quantity=1),
+        pb.Event(user_id="u9", item_id="i1", event_type="click", position=-1),  # position below 0
+    ]), timeout=10)
+    assert r.accepted == 1 and r.duplicates == 0
+    assert [(x.index, x.field) for x in r.rejections] == [(1, "position")]
+    # on disk before the answer came back
+    log = EventLog(home.events)
+    assert log.count() == before_log + 1
+    assert "e-buy-1" in log.read(columns=["event_id"]).column(0).to_pylist()
+    # the purchased item is gone from the next answer
+    after = [i.item_id for i in recommend(stub, "u9", 3).items]
+    assert "i3" not in after
+    # Feast itself sees the pushed real-time row
+    online = server.core.store.get_online_features(
+        features=["user_realtime:rt_purchases", "user_realtime:rt_bought_items", "user_realtime:rt_recent_items"],
+        entity_rows=[{"user_id": "u9"}]).to_dict()
+    assert online["rt_purchases"] == [1] and online["rt_bought_items"] == [["i3"]]
+    # re-sending the same event: acknowledged as a duplicate, not counted twice
+    again = stub.TrackEvents(pb.TrackEventsRequest(events=[
+        pb.Event(event_id="e-buy-1", user_id="u9", item_id="i3", event_type="purchase", price=40.0, quantity=1)]),
+        timeout=10)
+    assert again.accepted == 0 and again.duplicates == 1
+    assert server.core.reader.read("u9").values["user_realtime__rt_purchases"] == 1
+    # a click after it adds to the counters and puts the item first in the recent items
+    stub.TrackEvents(pb.TrackEventsRequest(events=[pb.Event(user_id="u9", item_id="i2", event_type="click")]),
+                     timeout=10)
+    values = server.core.reader.read("u9").values
+    assert values["user_realtime__rt_clicks"] == 1 and values["user_realtime__rt_purchases"] == 1
+    assert values["user_realtime__rt_recent_items"] == ["i2", "i3"]
+
+
+def test_direct_user_read_equals_feast(server):
+    store, reader = server.core.store, server.core.reader
+    for user in ("u1", "u2", "unknown-user"):
+        mine = reader.read(user).values
+        refs = [name.replace("__", ":", 1) for name in mine]
+        feast = store.get_online_features(features=refs, entity_rows=[{"user_id": user}],
+                                          full_feature_names=True).to_dict()
+        assert {k: feast[k][0] for k in mine} == mine
+
+
+def test_item_cache_equals_feast(server):
+    cache, store = server.core.items, server.core.store
+    ids = cache.ids.tolist()
+    assert sorted(ids) == ["i1", "i2", "i3"]
+    refs = sorted({name.replace("__", ":", 1) for name in cache.columns if not name.startswith("merchant_stats")})
+    online = store.get_online_features(features=refs, entity_rows=[{"item_id": i} for i in ids],
+                                       full_feature_names=True).to_dict()
+    taken = cache.take(cache.rows(ids))
+    for ref in refs:
+        name = ref.replace(":", "__")
+        for j, item in enumerate(ids):
+            ours, theirs = taken[name][j], online[name][j]
+            if theirs is None:
+                assert ours is None or ours != ours, (name, item)
+            elif isinstance(theirs, float):
+                assert ours == pytest.approx(theirs), (name, item)
+            elif hasattr(ours, "timestamp"):
+                assert int(ours.timestamp()) == int(theirs.timestamp()), (name, item)
+            else:
+                assert ours == theirs, (name, item)
+    # merchant features joined through the item's merchant
+    m = store.get_online_features(features=["merchant_stats:clicks_30d"], entity_rows=[{"merchant_id": "m1"}],
+                                  full_feature_names=True).to_dict()["merchant_stats__clicks_30d"][0]
+    assert taken["merchant_stats__clicks_30d"][ids.index("i1")] == m
+
+
+def test_gateway_collect_recommend_metrics(server):
+    base = f"http://127.0.0.1:{server.gateway.port}"
+    body = json.dumps({"events": [{"user_id": "web-1", "item_id": "i2", "event_type": "click"}]}).encode()
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/collect", data=body, method="POST"), timeout=10) as r:
+        assert json.loads(r.read()) == {"accepted": 1, "duplicates": 0, "rejections": []}
+    with urllib.request.urlopen(f"{base}/recommend?user_id=web-1&k=2", timeout=10) as r:
+        answer = json.loads(r.read())
+    assert len(answer["items"]) == 2 and "i2" not in [i["item_id"] for i in answer["items"]]
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{base}/recommend?user_id=&k=2", timeout=10)
+    assert e.value.code == 400 and "user_id is required" in json.loads(e.value.read())["error"]
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert 'vitrine_degraded_total{reason="no_two_tower_model:not_trained"}' in text
+    assert 'vitrine_stage_seconds_bucket{le="0.001",stage="features"}' in text
+    assert 'vitrine_events_total{outcome="accepted"}' in text
+
+
+def test_redis_down_degrades_then_recovers(stub, server, served):
+    home, url = served
+    redis_server = ManagedRedis(home.redis_dir)
+    redis_server.stop()
+    try:
+        r = recommend(stub, "u2", 2)
+        assert r.degraded and r.degraded_reason == "redis_unavailable" and len(r.items) == 2
+    finally:
+        redis_server.start(port=int(url.rsplit(":", 1)[1].split("/")[0]))
+    r = recommend(stub, "u2", 2)
+    assert r.degraded_reason != "redis_unavailable" and "features" in r.stage_ms
