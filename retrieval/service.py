@@ -1,0 +1,159 @@
+"""The retrieval service: every recall route built from one home's feature tables and its
+published two-tower version, behind the merger. Serving holds one `Retriever` and swaps
+it whole on reload; the evaluation builds one as of its hold-out split.
+
+    r = Retriever.load(home)
+    state = r.user_state("u42", online_features)      # Feast full feature names
+    candidates = r.recall(state, 300, exclude=[...])  # Candidate(row, item_id, score, routes)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrieval.index import Index, make_index
+from retrieval.merger import DEFAULT_QUOTAS, Candidate, Merger
+from retrieval.routes import (
+    Catalogue,
+    CategoryRoute,
+    EmbeddingRoute,
+    HotRoute,
+    NeighbourRoute,
+    NewRoute,
+    RecallRoute,
+    UserState,
+)
+from retrieval.tables import catalogue_from, factor_matrix, item_frame, neighbour_lists
+from retrieval.tower_inputs import USER_COLUMNS
+from vitrine.config import Home
+from vitrine.versions import BadModelVersion, latest
+
+EXACT_UP_TO = 20_000  # items; above this the two-tower route searches a faiss IVF index
+
+
+def _index_for(vectors: np.ndarray, kind: str = "auto") -> Index:
+    if kind == "auto":
+        kind = "exact" if len(vectors) <= EXACT_UP_TO else "ivf"
+    params = {"nlist": 1024, "nprobe": 24} if kind == "ivf" else {}
+    return make_index(kind, **params).build(vectors)
+
+
+def _list(value: Any) -> list:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    return [v for v in list(value) if v is not None]
+
+
+@dataclass
+class Retriever:
+    catalogue: Catalogue
+    routes: dict[str, RecallRoute]
+    items: pd.DataFrame  # item features (Feast full names), row-aligned with the catalogue
+    two_tower: Any = None  # retrieval.two_tower.TwoTowerArtifact, when a version is published
+    quotas: dict[str, dict[str, float]] = field(default_factory=lambda: DEFAULT_QUOTAS)
+    merger: Merger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.merger = Merger(self.catalogue, list(self.routes.values()), self.quotas)
+
+    @property
+    def version(self) -> str:
+        return self.two_tower.directory.name if self.two_tower is not None else "none"
+
+    @classmethod
+    def load(cls, home: Home, *, features: Path | None = None, as_of: datetime | None = None,
+             two_tower: Path | str | None = "latest", index: str = "auto",
+             quotas: dict[str, dict[str, float]] | None = None) -> Retriever:
+        """Routes from `<home>/features` (or `features`) as of `as_of`, and the two-tower
+        version at `two_tower` ("latest": the published one if any; None: no two-tower route)."""
+        from retrieval.two_tower import TwoTowerArtifact
+
+        features = features or home.features
+        items = item_frame(features, as_of)
+        if items.empty:
+            raise BadModelVersion(f"no items in {features}: run `vitrine features` first")
+        catalogue = catalogue_from(items, as_of)
+        routes: dict[str, RecallRoute] = {}
+        artifact = None
+        if two_tower == "latest":
+            try:
+                two_tower = latest(home, "two_tower")
+            except BadModelVersion:
+                two_tower = None
+        if two_tower is not None:
+            artifact = TwoTowerArtifact.load(Path(two_tower))
+            known = [i for i, item in enumerate(artifact.item_ids) if item in catalogue.row_of]
+            rows = np.array([catalogue.row_of[artifact.item_ids[i]] for i in known], np.int64)
+            vectors = np.ascontiguousarray(artifact.item_embeddings[known], dtype=np.float32)
+            routes["two_tower"] = EmbeddingRoute("two_tower", _index_for(vectors, index), rows)
+        routes["item_cf"] = NeighbourRoute(
+            "item_cf", catalogue, neighbour_lists(features / "item_cf", catalogue, "cf_neighbours", "cf_scores",
+                                                  as_of))
+        rows, vectors = factor_matrix(features / "als_item_factors", catalogue, "item_als_factors", as_of)
+        if len(rows):
+            routes["als"] = EmbeddingRoute("als", make_index("exact").build(vectors), rows, attribute="factors")
+        routes["content"] = NeighbourRoute(
+            "content", catalogue, neighbour_lists(features / "content_neighbours", catalogue, "content_neighbours",
+                                                  "content_scores", as_of))
+        routes["category"] = CategoryRoute(catalogue)
+        routes["hot"] = HotRoute(catalogue)
+        routes["new"] = NewRoute(catalogue)
+        return cls(catalogue, routes, items, artifact, quotas or DEFAULT_QUOTAS)
+
+    # --- users ---------------------------------------------------------------------------
+
+    def user_state(self, user_id: str, features: Mapping[str, Any], *, extra_recent: Sequence[str] = (),
+                   bought: Iterable[str] = (), seen: Iterable[str] | None = None,
+                   embedding: np.ndarray | None = None) -> UserState:
+        """What recall knows about a user, from their online features (Feast full names;
+        missing keys or None = unknown, e.g. a new user). `extra_recent` (newest first, e.g.
+        real-time clicks) goes in front of the snapshot's recent items; `bought` adds to the
+        snapshot's purchases; `seen` defaults to the recent items."""
+        recent = list(dict.fromkeys([*extra_recent, *_list(features.get("user_preferences__recent_items"))]))
+        factors = features.get("als_user_factors__user_als_factors")
+        state = UserState(
+            user_id=user_id,
+            segment=features.get("user_behaviour__segment") or "normal",
+            recent_items=recent,
+            top_categories=[str(c) for c in _list(features.get("user_preferences__top_categorys"))],
+            category_weights=[float(w) for w in _list(features.get("user_preferences__top_category_weights"))],
+            top_brands=[str(b) for b in _list(features.get("user_preferences__top_brands"))],
+            bought={*_list(features.get("user_preferences__bought_items")), *bought},
+            seen=set(recent) if seen is None else set(seen),
+            factors=None if factors is None or len(_list(factors)) == 0 else np.asarray(factors, np.float32),
+        )
+        if embedding is not None:
+            state.embedding = embedding
+        elif self.two_tower is not None:
+            state.embedding = self.embed([user_id], [{**features, USER_COLUMNS["recent_items"]: recent}])[0]
+        return state
+
+    def embed(self, user_ids: Sequence[str], features: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Two-tower user embeddings for many users in one call."""
+        if self.two_tower is None:
+            raise BadModelVersion("no two-tower version loaded")
+        frame = pd.DataFrame([{c: f.get(c) for c in USER_COLUMNS.values()} for f in features])
+        frame.insert(0, "user_id", list(user_ids))
+        return self.two_tower.user_embeddings(frame)
+
+    # --- recall --------------------------------------------------------------------------
+
+    def recall(self, state: UserState, k: int, exclude: Sequence[str] = ()) -> list[Candidate]:
+        return self.merger.recall(state, k, exclude)
+
+    def fallback(self, k: int, exclude: Sequence[str] = ()) -> list[Candidate]:
+        """Hot and new items only (degraded answers): no user features needed."""
+        routes = [self.routes["hot"], self.routes["new"]]
+        quotas = {"normal": {"hot": 0.8, "new": 0.2}}
+        return Merger(self.catalogue, routes, quotas).recall(UserState(""), k, exclude)
+
+    def single_route(self, name: str) -> Merger:
+        """A merger over one route (same filters), for evaluating routes on their own."""
+        return Merger(self.catalogue, [self.routes[name]], {"normal": {name: 1.0}})

@@ -1,0 +1,109 @@
+"""What recall needs from the feature tables (Feast's offline store), as of a point in time:
+the item catalogue, neighbour lists, ALS item factors, and users' rows in Feast full
+feature names. Serving loads these once at start (and on reload); the evaluation loads
+them as of its hold-out split, so nothing after the split is visible.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from retrieval.routes import Catalogue
+
+USER_VIEWS = ("user_behaviour", "user_preferences", "user_profile", "als_user_factors")
+
+
+def latest_rows(path: Path, key: str, as_of: datetime | None = None, columns: list[str] | None = None
+                ) -> pd.DataFrame:
+    """Each key's latest row at or before `as_of` (all rows when None)."""
+    if not path.exists():
+        return pd.DataFrame(columns=[key, "event_timestamp", *(columns or [])])
+    df = pd.read_parquet(path, columns=None if columns is None else [key, "event_timestamp", *columns])
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+    if as_of is not None:
+        df = df[df["event_timestamp"] <= pd.Timestamp(as_of)]
+    return df.sort_values(["event_timestamp", key], kind="stable").drop_duplicates(key, keep="last")
+
+
+def item_frame(features: Path, as_of: datetime | None = None) -> pd.DataFrame:
+    """Every item listed by `as_of`: latest attributes and stats, in Feast full names
+    (`item_attributes__category`, `item_stats__heat`, ...), sorted by item id."""
+    attrs = latest_rows(features / "item_attributes", "item_id", as_of)
+    if as_of is not None and "created_at" in attrs:
+        created = pd.to_datetime(attrs["created_at"], utc=True)
+        attrs = attrs[created.isna() | (created <= pd.Timestamp(as_of))]
+    stats = latest_rows(features / "item_stats", "item_id", as_of)
+    attrs = attrs.drop(columns=["event_timestamp"]).rename(
+        columns={c: f"item_attributes__{c}" for c in attrs if c not in ("item_id", "event_timestamp")})
+    stats = stats.drop(columns=["event_timestamp"]).rename(
+        columns={c: f"item_stats__{c}" for c in stats if c not in ("item_id", "event_timestamp")})
+    frame = attrs.merge(stats, on="item_id", how="outer") if len(attrs) else stats
+    return frame.sort_values("item_id").reset_index(drop=True)
+
+
+def catalogue_from(items: pd.DataFrame, as_of: datetime | None = None) -> Catalogue:
+    def col(name: str, default) -> pd.Series:
+        return items[name] if name in items else pd.Series(default, index=items.index)
+
+    age = pd.to_numeric(col("item_stats__age_days", np.nan), errors="coerce")
+    if as_of is not None and "item_attributes__created_at" in items:  # items without stats yet
+        created = pd.to_datetime(items["item_attributes__created_at"], utc=True)
+        age = age.fillna((pd.Timestamp(as_of) - created).dt.total_seconds() / 86400)
+    online = col("item_attributes__is_online", True).astype("boolean").fillna(True)
+    return Catalogue(
+        ids=items["item_id"].astype(str).to_numpy(dtype=object),
+        category=col("item_attributes__category", "").fillna("").astype(str).to_numpy(dtype=object),
+        brand=col("item_attributes__brand", "").fillna("").astype(str).to_numpy(dtype=object),
+        online=online.to_numpy(dtype=bool),
+        heat=pd.to_numeric(col("item_stats__heat", 0.0), errors="coerce").fillna(0.0).to_numpy(np.float64),
+        age_days=age.fillna(np.inf).to_numpy(np.float64),
+    )
+
+
+def neighbour_lists(path: Path, catalogue: Catalogue, items_col: str, scores_col: str,
+                    as_of: datetime | None = None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Item → (neighbour rows, similarities), neighbours outside the catalogue dropped."""
+    df = latest_rows(path, "item_id", as_of, [items_col, scores_col])
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    row_of = catalogue.row_of
+    for item, neighbours, scores in zip(df["item_id"], df[items_col], df[scores_col], strict=True):
+        row = row_of.get(item)
+        if row is None or neighbours is None:
+            continue
+        pairs = [(row_of[n], float(s)) for n, s in zip(neighbours, scores, strict=True) if n in row_of]
+        if pairs:
+            rows, sims = zip(*pairs, strict=True)
+            out[row] = (np.asarray(rows, np.int64), np.asarray(sims, np.float32))
+    return out
+
+
+def factor_matrix(path: Path, catalogue: Catalogue, column: str, as_of: datetime | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(catalogue rows, vectors) for the items that have factors."""
+    df = latest_rows(path, "item_id", as_of, [column])
+    df = df[df["item_id"].isin(catalogue.row_of) & df[column].notna()]
+    if df.empty:
+        return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+    rows = np.array([catalogue.row_of[i] for i in df["item_id"]], np.int64)
+    return rows, np.stack(df[column].to_numpy()).astype(np.float32)
+
+
+def user_frame(features: Path, as_of: datetime | None = None, users: list[str] | None = None) -> pd.DataFrame:
+    """Users' latest rows of every user view, in Feast full names, one row per user — what
+    `get_online_features` would have served at `as_of`."""
+    frame: pd.DataFrame | None = None
+    for view in USER_VIEWS:
+        df = latest_rows(features / view, "user_id", as_of)
+        if users is not None:
+            df = df[df["user_id"].isin(users)]
+        df = df.drop(columns=["event_timestamp"]).rename(
+            columns={c: f"{view}__{c}" for c in df if c not in ("user_id", "event_timestamp")})
+        frame = df if frame is None else frame.merge(df, on="user_id", how="outer")
+    assert frame is not None
+    if users is not None:
+        frame = pd.DataFrame({"user_id": users}).merge(frame, on="user_id", how="left")
+    return frame.reset_index(drop=True)
