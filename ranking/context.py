@@ -1,0 +1,48 @@
+"""The `context` on-demand features computed per request, exactly as the Feast on-demand view
+`feature_repo/context_views.py::context` computes them for training rows — in NumPy, so a
+request does not go through pandas (tested equal to Feast's own transformation).
+
+hour_of_day, day_of_week (Monday 0) and is_weekend from the request time in UTC; device_idx
+the device code (-1 when unknown); price_vs_user the candidate's price over the user's price
+level (NaN when either is unknown, inf when the level is 0 — as pandas divides).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+PREFIX = "context__"
+FEATURES = ("hour_of_day", "day_of_week", "is_weekend", "device_idx", "price_vs_user")
+_EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday = 0)
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value) if value is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def context_features(request_unix_s: int, device_code: int | None, candidate_prices: Any,
+                     price_level: float | None) -> dict[str, np.ndarray]:
+    """`context__*` columns (Feast full names) for `n = len(candidate_prices)` candidates of one
+    request: int64 arrays for the calendar/device features, float64 for `price_vs_user`."""
+    prices = np.asarray(candidate_prices, dtype=object)
+    prices = np.array([_float(p) for p in prices.ravel()], dtype=np.float64) if prices.dtype == object \
+        else np.asarray(candidate_prices, dtype=np.float64).ravel()
+    n = len(prices)
+    t = int(request_unix_s)
+    hour = (t // 3600) % 24
+    weekday = (t // 86400 + _EPOCH_WEEKDAY) % 7
+    device = -1 if device_code is None else int(device_code)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = prices / np.float64(_float(price_level))
+    return {
+        f"{PREFIX}hour_of_day": np.full(n, hour, dtype=np.int64),
+        f"{PREFIX}day_of_week": np.full(n, weekday, dtype=np.int64),
+        f"{PREFIX}is_weekend": np.full(n, int(weekday >= 5), dtype=np.int64),
+        f"{PREFIX}device_idx": np.full(n, device, dtype=np.int64),
+        f"{PREFIX}price_vs_user": ratio.astype(np.float64),
+    }

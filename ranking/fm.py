@@ -1,0 +1,200 @@
+"""The FM student as serving sees it: plain arrays (bias, linear weights, factors) and a
+feature map, scored in NumPy — no TensorFlow, no pickle.
+
+Every input is a one-hot *field*: a categorical column looked up in its vocabulary, or a
+numeric column bucketed at training-time quantiles (signed log1p first). Index 0 of each
+field is "unknown / missing". With `idx[n, F]` the global feature index of each candidate's
+F fields, the score (a logit) is
+
+    bias + Σ_f w[idx_f] + ½ Σ_k ((Σ_f V[idx_f, k])² − Σ_f V[idx_f, k]²)
+
+i.e. the usual factorisation machine with x_i ∈ {0, 1}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ranking.features import (
+    Columns,
+    as_floats,
+    as_strings,
+    fit_vocabulary,
+    preference_weight,
+    request_rows,
+    signed_log,
+)
+from vitrine.versions import BadModelVersion, verify
+
+FEATURE_MAP = "feature_map.json"
+ARRAYS = ("bias", "linear", "factors")
+
+
+@dataclass
+class Field:
+    """One one-hot field: `kind` is "categorical" (a vocabulary), "bucket" (quantile edges of a
+    numeric column) or "cross" (quantile edges of the user's preference weight of the
+    candidate's `column` value, the bag named by `side`: "category" or "brand"); for the others
+    `side` is "user" (one value per request) or "row" (per candidate)."""
+
+    name: str
+    column: str
+    kind: str
+    side: str
+    offset: int = 0
+    vocabulary: list[str] | None = None
+    edges: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        self._index = {v: i + 1 for i, v in enumerate(self.vocabulary or [])}
+        self._edges = np.asarray(self.edges or [], dtype=np.float64)
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in ("name", "column", "kind", "side", "offset", "vocabulary", "edges")}
+
+    @property
+    def size(self) -> int:
+        return (len(self.vocabulary or []) + 1) if self.kind == "categorical" else len(self.edges or []) + 2
+
+    def encode(self, values: Any, n: int) -> np.ndarray:
+        """Local index in [0, size) for `n` values (0: unknown / missing)."""
+        if self.kind == "cross":
+            x = np.asarray(values, dtype=np.float64)
+            return (np.searchsorted(self._edges, x, side="right") + 1).astype(np.int64)
+        if self.kind == "categorical":
+            get = self._index.get
+            return np.fromiter((get(s, 0) for s in as_strings(values, n)), dtype=np.int64, count=n)
+        x = signed_log(as_floats(values, n))
+        out = np.searchsorted(self._edges, x, side="right") + 1
+        return np.where(np.isnan(x), 0, out).astype(np.int64)
+
+
+class FeatureMap:
+    """Fields with their offsets into one global index space (JSON-serialisable)."""
+
+    def __init__(self, fields: list[Field]):
+        offset = 0
+        for f in fields:
+            f.offset = offset
+            offset += f.size
+        self.fields = fields
+        self.size = offset
+
+    @classmethod
+    def fit(cls, frame, spec: Mapping[str, tuple[str, str, str]], buckets: int = 10,
+            min_count: int = 2) -> FeatureMap:
+        """`spec`: field name → (column, kind, side), fitted on the training `frame`."""
+        fields = []
+        n = len(frame)
+        for name, (column, kind, side) in spec.items():
+            values = frame[column].to_numpy() if column in frame else None
+            if kind == "cross":
+                x = preference_weight(frame, frame, side, column, n, n)
+                qs = np.quantile(x, np.linspace(0, 1, buckets + 1)[1:-1]) if n else np.zeros(0)
+                fields.append(Field(name, column, kind, side, edges=[float(v) for v in np.unique(qs)]))
+            elif kind == "categorical":
+                fields.append(Field(name, column, kind, side,
+                                    vocabulary=fit_vocabulary(as_strings(values, n), min_count=min_count).values))
+            else:
+                x = signed_log(as_floats(values, n))
+                x = x[~np.isnan(x)]
+                qs = np.quantile(x, np.linspace(0, 1, buckets + 1)[1:-1]) if len(x) else np.zeros(0)
+                fields.append(Field(name, column, "bucket", side, edges=[float(v) for v in np.unique(qs)]))
+        return cls(fields)
+
+    def encode(self, users: Columns, rows: Columns, n: int, m: int = 1) -> np.ndarray:
+        """Global indices [n, F]. User-side columns have `m` rows: 1 (broadcast) or n."""
+        out = np.empty((n, len(self.fields)), dtype=np.int64)
+        for j, f in enumerate(self.fields):
+            if f.kind == "cross":
+                out[:, j] = f.offset + f.encode(preference_weight(users, rows, f.side, f.column, m, n), n)
+                continue
+            source = users if f.side == "user" else rows
+            value = source.get(f.column)
+            if hasattr(value, "to_numpy"):
+                value = value.to_numpy()
+            out[:, j] = f.offset + f.encode(value, n)
+        return out
+
+    def to_json(self) -> dict:
+        return {"fields": [f.to_json() for f in self.fields], "size": self.size}
+
+    @classmethod
+    def from_json(cls, d: dict) -> FeatureMap:
+        fm = cls([Field(**{k: v for k, v in f.items() if k != "offset"}) for f in d["fields"]])
+        if fm.size != d["size"] or [f.offset for f in fm.fields] != [f["offset"] for f in d["fields"]]:
+            raise ValueError("feature map offsets do not add up")
+        return fm
+
+
+def fm_logits(bias: float, linear: np.ndarray, factors: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """FM logits for one-hot global indices `idx[n, F]` (float32 [n])."""
+    v = factors[idx]                                   # [n, F, k]
+    s = v.sum(axis=1)                                  # [n, k]
+    pair = 0.5 * (s * s - (v * v).sum(axis=1)).sum(axis=1)
+    return (bias + linear[idx].sum(axis=1) + pair).astype(np.float32)
+
+
+@dataclass
+class FMStudent:
+    """A loaded FM student version. `score(user, items, request)` → float32 [n], higher is
+    better (the CTR logit); inputs as for the server: Feast full feature names, missing keys
+    and None/NaN meaning unknown."""
+
+    directory: Path
+    manifest: dict
+    feature_map: FeatureMap
+    bias: float
+    linear: np.ndarray
+    factors: np.ndarray
+
+    @property
+    def version(self) -> str:
+        return self.directory.name
+
+    @property
+    def feature_service(self) -> str:
+        return self.manifest["feature_service"]
+
+    @classmethod
+    def load(cls, directory: Path) -> FMStudent:
+        """Verify the manifest (raises `BadModelVersion`), then read the arrays (no pickle)."""
+        directory = Path(directory)
+        manifest = verify(directory)
+        if manifest.get("model") != "coarse":
+            raise BadModelVersion(f"{directory} holds a {manifest.get('model')!r} model, not the coarse FM student")
+        try:
+            arrays = {a: np.load(directory / f"{a}.npy", allow_pickle=False) for a in ARRAYS}
+            fmap = FeatureMap.from_json(json.loads((directory / FEATURE_MAP).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise BadModelVersion(f"{directory}: unreadable FM student: {e}") from e
+        linear, factors = arrays["linear"].astype(np.float32), arrays["factors"].astype(np.float32)
+        if linear.shape != (fmap.size,) or factors.ndim != 2 or factors.shape[0] != fmap.size:
+            raise BadModelVersion(f"{directory}: arrays {linear.shape}/{factors.shape} do not match "
+                                  f"the feature map's {fmap.size} features")
+        return cls(directory, manifest, fmap, float(arrays["bias"].reshape(-1)[0]), linear, factors)
+
+    def score(self, user: Columns, items: Columns, request: Columns) -> np.ndarray:
+        users, rows, n = request_rows(user, items, request)
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        return fm_logits(self.bias, self.linear, self.factors, self.feature_map.encode(users, rows, n))
+
+    def score_frame(self, frame) -> np.ndarray:
+        """Logits for training-set rows (one user per row)."""
+        idx = self.feature_map.encode(frame, frame, len(frame), len(frame))
+        return fm_logits(self.bias, self.linear, self.factors, idx)
+
+
+def save_arrays(directory: Path, feature_map: FeatureMap, bias: float, linear: np.ndarray,
+                factors: np.ndarray) -> None:
+    np.save(directory / "bias.npy", np.asarray([bias], dtype=np.float32), allow_pickle=False)
+    np.save(directory / "linear.npy", np.asarray(linear, dtype=np.float32), allow_pickle=False)
+    np.save(directory / "factors.npy", np.asarray(factors, dtype=np.float32), allow_pickle=False)
+    (directory / FEATURE_MAP).write_text(json.dumps(feature_map.to_json()))

@@ -1,0 +1,150 @@
+"""The MMoE ranking teacher (Keras 2): field embeddings → an FM part (first- and second-order
+interactions) and shared DNN experts mixed by one softmax gate per task → CTR and CVR towers.
+Each task's logit is its tower's output plus its own read-out of the FM part (DeepFM-style).
+
+The same class with one expert, no FM part and one task is the single-task DNN baseline.
+The model only computes logits; `training/ranking_task.py` owns the losses.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # Keras 2 (tf-keras), as the rest of Vitrine
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from ranking.features import BAG_WIDTH, ROW_CATEGORICAL, USER_BAGS, USER_CATEGORICAL
+
+
+@dataclass(frozen=True)
+class MMoESettings:
+    """Teacher hyper-parameters (PSO tunes learning_rate, experts, expert_units, embedding_dim, dropout)."""
+
+    embedding_dim: int = 8
+    experts: int = 4
+    expert_units: int = 64
+    tower_units: int = 32
+    dropout: float = 0.1
+    learning_rate: float = 0.002
+    l2: float = 1e-6
+    epochs: int = 4
+    batch_size: int = 1024
+    patience: int = 1  # epochs without a better validation CTR AUC before stopping
+    # per behaviour segment: (CTR weight, CTCVR weight); "" is users without a segment (new users)
+    segment_weights: tuple[tuple[str, float, float], ...] = (
+        ("high_value", 1.0, 2.0), ("potential", 1.0, 1.5), ("normal", 1.0, 1.0), ("", 1.0, 1.0))
+    adapt_weights: bool = True  # dynamic weight average per segment, by each task's loss trend
+    adapt_temperature: float = 2.0
+    tasks: tuple[str, ...] = ("ctr", "cvr")
+    fm: bool = True
+    seed: int = 0
+
+
+INPUT_NAMES = ("user_cat", "user_num", *(f"{b}_bag" for b in USER_BAGS), *(f"{b}_bag_weights" for b in USER_BAGS),
+               "row_cat", "row_num")
+
+
+def input_specs(n_user_num: int, n_row_num: int) -> dict[str, tf.TensorSpec]:
+    """The serving signature: user inputs with 1 row (broadcast) or one per candidate, candidate inputs [n]."""
+    specs = {"user_cat": tf.TensorSpec([None, len(USER_CATEGORICAL)], tf.int64, name="user_cat"),
+             "user_num": tf.TensorSpec([None, n_user_num], tf.float32, name="user_num")}
+    for b in USER_BAGS:
+        specs[f"{b}_bag"] = tf.TensorSpec([None, BAG_WIDTH], tf.int64, name=f"{b}_bag")
+        specs[f"{b}_bag_weights"] = tf.TensorSpec([None, BAG_WIDTH], tf.float32, name=f"{b}_bag_weights")
+    specs["row_cat"] = tf.TensorSpec([None, len(ROW_CATEGORICAL)], tf.int64, name="row_cat")
+    specs["row_num"] = tf.TensorSpec([None, n_row_num], tf.float32, name="row_num")
+    return specs
+
+
+class MMoERanker(tf.keras.Model):
+    def __init__(self, vocabulary_sizes: dict[str, int], n_user_num: int, n_row_num: int,
+                 settings: MMoESettings, **kw):
+        super().__init__(name="mmoe_ranker", **kw)
+        s = settings
+        self.settings = s
+        reg = tf.keras.regularizers.l2(s.l2) if s.l2 else None
+        d = s.embedding_dim
+        self.tables = {name: tf.keras.layers.Embedding(size, d, embeddings_regularizer=reg, name=f"emb_{name}")
+                       for name, size in sorted(vocabulary_sizes.items())}
+        self.first_order = {name: tf.keras.layers.Embedding(size, 1, embeddings_initializer="zeros",
+                                                            name=f"w_{name}")
+                            for name, size in sorted(vocabulary_sizes.items())}
+        init = tf.keras.initializers.RandomNormal(stddev=0.05, seed=s.seed)
+        self.user_num_v = self.add_weight(name="user_num_factors", shape=(n_user_num, d), initializer=init)
+        self.row_num_v = self.add_weight(name="row_num_factors", shape=(n_row_num, d), initializer=init)
+        self.num_linear = tf.keras.layers.Dense(1, name="numeric_linear")
+        self.experts = [tf.keras.Sequential([tf.keras.layers.Dense(s.expert_units, "relu", kernel_regularizer=reg),
+                                             tf.keras.layers.Dropout(s.dropout),
+                                             tf.keras.layers.Dense(s.expert_units // 2, "relu")], name=f"expert_{i}")
+                        for i in range(s.experts)]
+        self.gates = {t: tf.keras.layers.Dense(s.experts, "softmax", name=f"gate_{t}") for t in s.tasks}
+        self.towers = {t: tf.keras.Sequential([tf.keras.layers.Dense(s.tower_units, "relu"),
+                                               tf.keras.layers.Dropout(s.dropout),
+                                               tf.keras.layers.Dense(1)], name=f"tower_{t}") for t in s.tasks}
+        self.fm_heads = {t: tf.keras.layers.Dense(1, name=f"fm_{t}") for t in s.tasks} if s.fm else {}
+
+    def call(self, f: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
+        n = tf.shape(f["row_cat"])[0]
+
+        def rows(x: tf.Tensor) -> tf.Tensor:  # user inputs: 1 row (broadcast) or one per candidate
+            return tf.broadcast_to(x, tf.concat([[n], tf.shape(x)[1:]], axis=0))
+
+        user_cat, user_num = rows(f["user_cat"]), rows(f["user_num"])
+        fields, linear = [], []
+        for j, name in enumerate(USER_CATEGORICAL):
+            fields.append(self.tables[name](user_cat[:, j]))
+            linear.append(self.first_order[name](user_cat[:, j])[:, 0])
+        for j, name in enumerate(ROW_CATEGORICAL):
+            fields.append(self.tables[name](f["row_cat"][:, j]))
+            linear.append(self.first_order[name](f["row_cat"][:, j])[:, 0])
+        for bag in USER_BAGS:  # weighted bag of the user's top categories / brands, in the candidate's table
+            ids, w = rows(f[f"{bag}_bag"]), rows(f[f"{bag}_bag_weights"])
+            fields.append(tf.reduce_sum(self.tables[bag](ids) * w[..., None], axis=1))
+        numeric = tf.concat([user_num, f["row_num"]], axis=1)
+        num_fields = numeric[..., None] * tf.concat([self.user_num_v, self.row_num_v], axis=0)[None]
+        cat = tf.stack(fields, axis=1)                                   # [n, Fc, d]
+        x = tf.concat([tf.reshape(cat, [n, cat.shape[1] * cat.shape[2]]), numeric], axis=1)
+        experts = tf.stack([e(x, training=training) for e in self.experts], axis=1)  # [n, E, u]
+        out = {}
+        if self.settings.fm:
+            all_fields = tf.concat([cat, num_fields], axis=1)
+            s = tf.reduce_sum(all_fields, axis=1)
+            bi = 0.5 * (s * s - tf.reduce_sum(all_fields * all_fields, axis=1))    # [n, d]
+            first = tf.add_n(linear) + self.num_linear(numeric)[:, 0]
+        for t in self.settings.tasks:
+            gate = self.gates[t](x)[..., None]                             # [n, E, 1]
+            logit = self.towers[t](tf.reduce_sum(experts * gate, axis=1), training=training)[:, 0]
+            if self.settings.fm:
+                logit = logit + self.fm_heads[t](bi)[:, 0] + first
+            out[t] = logit
+        return out
+
+
+def serving_function(model: MMoERanker, specs: dict[str, tf.TensorSpec]):
+    """The SavedModel signature: p_ctr and p_cvr for every candidate of one request."""
+    names = list(specs)
+
+    @tf.function(input_signature=[specs[n] for n in names])
+    def serve(*args):
+        logits = model(dict(zip(names, args, strict=True)), training=False)
+        return {f"p_{t}": tf.sigmoid(logits[t]) for t in model.settings.tasks}
+
+    return serve
+
+
+def save_teacher(model: MMoERanker, encoder, directory) -> None:
+    """The SavedModel (signature `serving_default`) and the encoder's JSON, into `directory`."""
+    import json
+    from pathlib import Path
+
+    from ranking.teacher import ENCODER, SAVED_MODEL
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    specs = input_specs(len(encoder.user_numeric), len(encoder.row_numeric))
+    tf.saved_model.save(model, str(directory / SAVED_MODEL),
+                        signatures={"serving_default": serving_function(model, specs)})
+    (directory / ENCODER).write_text(json.dumps(encoder.to_json()))
