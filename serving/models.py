@@ -1,5 +1,8 @@
 """The model versions being served, and their hot reload.
 
+The retriever is built from the feature tables even before a two-tower version is published
+(item-CF, content, ALS, category, hot and new routes); the rankers need published versions.
+
 `ModelSet.current` is an immutable snapshot (retriever, FM student, MMoE teacher, versions);
 a request takes the reference once and uses it to the end, so a reload never mixes versions
 inside a request. `reload()` looks at each model's `latest` pointer; when it moved, the new
@@ -38,9 +41,10 @@ class Loaded:
 
 
 def _load_retriever(home: Home, directory) -> tuple[Any, str]:
+    """Recall routes from the feature tables, plus the two-tower route when one is published."""
     from retrieval.service import Retriever
 
-    r = Retriever.load(home)
+    r = Retriever.load(home, two_tower=directory)
     return r, str(r.version)
 
 
@@ -86,12 +90,12 @@ class ModelSet:
                 if model not in force and model in self._pointers and pointer == self._pointers[model]:
                     continue
                 self._pointers[model] = pointer
-                if pointer is None:
+                if pointer is None and model != "two_tower":
                     if getattr(snapshot, SLOTS[model]) is None:
                         snapshot = replace(snapshot, problems={**snapshot.problems, model: "not_trained"})
                     outcomes[model] = "not trained"
                     continue
-                directory = models_dir(self.home, model) / pointer
+                directory = None if pointer is None else models_dir(self.home, model) / pointer
                 try:
                     obj, version = self.loaders[model](self.home, directory)
                 except Exception as e:  # BadModelVersion, ImportError, a broken file: refuse it

@@ -180,8 +180,10 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
 
     def recall() -> list:
         values = user.values
+        # real-time clicks go in front of the recent items (their neighbours rise); real-time
+        # purchases join the bought filter; seen = the recent items (the retriever's default)
         state = models.retriever.user_state(req.user_id, values, extra_recent=values.get(RT_RECENT) or (),
-                                            bought=values.get(RT_BOUGHT) or (), seen=values.get(RT_RECENT) or ())
+                                            bought=values.get(RT_BOUGHT) or ())
         return models.retriever.recall(state, config.recall_k, exclude=sorted(req.exclude))
 
     candidates = clock.run("recall", recall)
