@@ -51,6 +51,7 @@ class Core:
         self.metrics.item_cache_items.set(self.items.size)
         self.models = ModelSet(home, self.metrics)
         self.models.reload()
+        self.warm_up()
         self.collector = EventCollector(home, config, self.metrics, self.reader, feast_pusher(self.store),
                                         lambda: self._known_items if self.items.size else None)
         self._registry = home.feast / "registry.db"
@@ -65,6 +66,23 @@ class Core:
 
     def track(self, events: Any) -> TrackResult:
         return self.collector.track(events)
+
+    def warm_up(self) -> Recommendation:
+        """One request through every stage with no budgets and throwaway metrics, so the first
+        real request does not pay for TensorFlow's first call (graph tracing, allocation)."""
+        from dataclasses import replace
+
+        from serving.config import Budgets
+
+        unlimited = Budgets(*[60_000.0] * 6)
+        config = replace(self.config, budgets=unlimited)
+        ctx = Context(config, Metrics(), self.models.current, self.items, self.reader.read)
+        out = None
+        for strategy in self.config.strategies:  # every arm's models
+            one = replace(config, strategies=(replace(strategy, share=100),))
+            out = recommend(replace(ctx, config=one), RecommendRequest(user_id="__warm_up__", k=10,
+                                                                        request_id="warm-up"))
+        return out
 
     # --- background refresh -----------------------------------------------------------------
     @staticmethod
@@ -90,7 +108,10 @@ class Core:
                 log.info("item cache reloaded", extra={"items": items.size,
                                                        "seconds": round(time.perf_counter() - t, 3)})
                 force = frozenset({"two_tower"})  # the retriever's catalogue comes from the same tables
-        return self.models.reload(force)
+        outcomes = self.models.reload(force)
+        if any(o.startswith("loaded") for o in outcomes.values()):
+            self.warm_up()
+        return outcomes
 
     def start_refresher(self) -> None:
         def loop() -> None:

@@ -216,6 +216,69 @@ def _evaluate(args: argparse.Namespace, home: Home) -> int:
     return cli_evaluate(args, home)
 
 
+# --- serve / recommend --------------------------------------------------------------------
+# The server and its in-process core live in serving/; thread counts are set before NumPy/TF load.
+
+def _serving_config(args: argparse.Namespace):
+    from serving.config import ServingConfig
+
+    overrides = {"port": getattr(args, "port", None), "http_port": getattr(args, "http_port", None)}
+    return (ServingConfig.from_json(args.config, **overrides) if args.config
+            else ServingConfig(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", type=int, default=None, help="gRPC port (default 50051; 0 = any free port)")
+    p.add_argument("--http-port", type=int, default=None,
+                   help="HTTP gateway port: POST /collect, GET /recommend, /metrics (default 8080)")
+    p.add_argument("--config", type=Path, default=None, help="serving settings (JSON): budgets, A/B strategies, ...")
+
+
+@command("serve", "run the gRPC Recommend server (and its HTTP gateway) on this home", _serve_args)
+def _serve(args: argparse.Namespace, home: Home) -> int:
+    from serving.threads import limit_threads
+
+    limit_threads()
+    from serving.core import Core
+    from serving.metrics import configure_logging
+    from serving.server import serve_forever, start_server
+
+    configure_logging()
+    running = start_server(Core(home, _serving_config(args)))
+    gateway = f", HTTP on {running.gateway.port}" if running.gateway else ""
+    print(f"serving {home.root}: gRPC on {running.address}{gateway} "
+          f"(models: {running.core.models.current.version_string()}); Ctrl-C stops", flush=True)
+    serve_forever(running)
+    return 0
+
+
+def _recommend_args(p: argparse.ArgumentParser) -> None:
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", help="one user id")
+    who.add_argument("--users", type=Path, help="a file of user ids, one per line (batch; needs --out)")
+    p.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    p.add_argument("--out", type=Path, default=None, help="batch: CSV user_id,rank,item_id,score")
+    p.add_argument("--json", action="store_true", help="one user: print the whole answer as JSON")
+    p.add_argument("--config", type=Path, default=None, help="serving settings (JSON)")
+
+
+@command("recommend", "recommendations from the home's models, in process (no server needed)", _recommend_args)
+def _recommend(args: argparse.Namespace, home: Home) -> int:
+    from serving.threads import limit_threads
+
+    limit_threads()
+    from serving.batch import recommend_batch, recommend_one
+
+    if args.users is not None:
+        if args.out is None:
+            raise ValueError("--users needs --out FILE (the CSV to write)")
+        summary = recommend_batch(home, _serving_config(args), args.users, args.k, args.out)
+        print(summary)
+    else:
+        print(recommend_one(home, _serving_config(args), args.user, args.k, as_json=args.json))
+    return 0
+
+
 # --- schema -----------------------------------------------------------------------------
 
 def _schema_args(p: argparse.ArgumentParser) -> None:
