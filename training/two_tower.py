@@ -46,6 +46,7 @@ from retrieval.tower_inputs import (  # noqa: E402
 from vitrine.versions import write_manifest  # noqa: E402
 
 FEATURE_SERVICE = "two_tower_v1"
+NO_VALUES = "<none seen in training>"  # the single entry of a vocabulary that saw no values
 
 
 @dataclass
@@ -78,6 +79,9 @@ def build_vocabularies(positives: pd.DataFrame, catalogue: pd.DataFrame) -> Voca
                                     pd.Series(u["top_categorys"].ravel()) if name == "category" else pd.Series([]))
     titles = pd.Series(_title_tokens(catalogue[ITEM_COLUMNS["title"]]).ravel())
     vocab.values["title"] = titles[titles != ""].value_counts().head(5000).index.sort_values().tolist()
+    for name, known in vocab.values.items():
+        if not known:  # e.g. no users catalogue: every profile value unknown (Keras refuses [])
+            vocab.values[name] = [NO_VALUES]
     for name in USER_NUMERIC:
         x = u[name]
         vocab.numeric_stats[f"user_{name}"] = (float(x.mean()), float(x.std() or 1.0))
