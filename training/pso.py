@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Clerc & Kennedy's constriction coefficients (inertia 0.7298, c1 = c2 = 1.49618): stable
+# convergence without velocity clamping, the usual default
+CONSTRICTION = {"c1": 1.49618, "c2": 1.49618, "w": 0.7298}
+
 
 @dataclass(frozen=True)
 class Dimension:
@@ -162,7 +166,7 @@ def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: i
     lo, hi = space.bounds()
     np.random.seed(seed)  # pyswarms draws from NumPy's global generator
     optimizer = ps.single.GlobalBestPSO(n_particles=n, dimensions=len(space.dimensions),
-                                        options=options or {"c1": 1.5, "c2": 1.5, "w": 0.6}, bounds=(lo, hi))
+                                        options=options or CONSTRICTION, bounds=(lo, hi))
 
     def cost(positions: np.ndarray) -> np.ndarray:
         scores = np.array([runner.score(space.decode(p)) for p in positions])

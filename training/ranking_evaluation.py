@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.ranking_data import load_ranking_data
+from training.ranking_data import RankingData, load_ranking_data
 from training.ranking_metrics import report
 from training.ranking_pipeline import head_metrics, labelled
 from vitrine.config import Home
@@ -21,7 +21,9 @@ from vitrine.versions import latest
 
 
 def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = None, out: Path | None = None,
-                     progress: bool = False, log=print) -> dict:
+                     progress: bool = False, data: RankingData | None = None, log=print) -> dict:
+    """Metrics of the published models and the baselines on the test day; writes the table
+    (Markdown, JSON) and plots to `out` (default `<home>/reports/ranking`)."""
     from ranking.fm import FMStudent
     from ranking.teacher import Teacher
     from training.mmoe import MMoERanker, MMoESettings
@@ -31,7 +33,7 @@ def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = Non
     teacher = Teacher.load(latest(home, "ranker"))
     student = FMStudent.load(latest(home, "coarse"))
     ds = teacher.manifest["dataset"]
-    data = load_ranking_data(home, redis_url, fraction=fraction if fraction is not None else ds["fraction"],
+    data = data or load_ranking_data(home, redis_url, fraction=fraction if fraction is not None else ds["fraction"],
                              eval_fraction=ds["eval_fraction"], seed=ds["seed"])
     train_f, val_f, test_f = data.part("train"), data.part("val"), data.part("test")
     encoder = teacher.encoder

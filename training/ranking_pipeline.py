@@ -22,7 +22,7 @@ from ranking.features import TeacherEncoder
 from training.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings
 from training.fm_student import FEATURE_SERVICE as STUDENT_SERVICE
 from training.ranking_data import SERVICE as TEACHER_SERVICE
-from training.ranking_data import load_ranking_data
+from training.ranking_data import RankingData, load_ranking_data
 from training.ranking_metrics import report
 from vitrine.config import Home
 from vitrine.versions import BadModelVersion, new_version_dir, publish, write_manifest
@@ -66,8 +66,9 @@ def _settings_json(settings) -> dict:
 
 def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettings | None = None,
                   fraction: float = 0.25, tune: str | None = None, budget: int = 6, progress: bool = False,
-                  report_dir: Path | None = None, log=print) -> RankingRun:
-    """Train, verify and publish the teacher (`ranker`) and the student (`coarse`)."""
+                  report_dir: Path | None = None, data: RankingData | None = None, log=print) -> RankingRun:
+    """Train, verify and publish the teacher (`ranker`) and the student (`coarse`). `data`:
+    already joined and split rows (default: the home's cached `ranker_v1` set at `fraction`)."""
     from ranking.fm import FMStudent
     from ranking.teacher import Teacher
     from training.fm_student import train_student
@@ -77,7 +78,7 @@ def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettin
 
     settings = teacher or MMoESettings()
     report_dir = report_dir or home.root / "reports" / "ranking"
-    data = load_ranking_data(home, redis_url, fraction=fraction)
+    data = data or load_ranking_data(home, redis_url, fraction=fraction)
     log(f"training set {'(cached) ' if data.cached else ''}{data.path.name}: "
         + ", ".join(f"{k} {v['rows']:,} rows / {v['clicks']:,} clicks / {v['purchases']:,} purchases"
                     for k, v in data.describe().items() if k in ("train", "val", "test")) + f" ({data.seconds:.0f}s)")

@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from training.ranking_metrics import auc
 from training.ranking_task import SegmentTaskWeights, per_example_losses
 
 Arrays = dict[str, np.ndarray]
+_PREDICT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -54,7 +56,9 @@ class FitResult:
 def predict(model: MMoERanker, inputs: Arrays, batch: int = 8192, logits: bool = False) -> dict[str, np.ndarray]:
     """Probabilities per task: p_ctr, p_cvr and (teacher) p_ctcvr = p_ctr · p_cvr; with
     `logits`, the raw logits per task instead (keys "ctr", "cvr")."""
-    call = tf.function(lambda f: model(f, training=False))
+    call = _PREDICT.get(model)
+    if call is None:  # one traced function per model, not one per call (kept off the model, so not saved)
+        call = _PREDICT[model] = tf.function(lambda f: model(f, training=False))
     parts: dict[str, list[np.ndarray]] = {}
     n = len(inputs["row_cat"])
     for i in range(0, n, batch):

@@ -1,0 +1,120 @@
+"""The FM student: NumPy scoring and the distillation loss against hand-computed values, the
+feature map's encoding, save → load giving identical scores, and the serving path agreeing
+with the training path."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ranking.fm import FeatureMap, Field, FMStudent, fm_logits
+from tests.unit.ranking_synthetic import synthetic_frame
+from vitrine.versions import BadModelVersion, write_manifest
+
+BIAS = 0.5
+LINEAR = np.array([0.1, -0.2, 0.3, 0.4], dtype=np.float32)
+FACTORS = np.array([[1, 0], [0, 1], [1, 1], [2, -1]], dtype=np.float32)
+
+
+def test_fm_logits_by_hand():
+    idx = np.array([[0, 2], [1, 3]])
+    # row 0: 0.5 + (0.1 + 0.3) + <v0, v2> = 0.5 + 0.4 + 1 = 1.9
+    # row 1: 0.5 + (−0.2 + 0.4) + <v1, v3> = 0.5 + 0.2 − 1 = −0.3
+    assert fm_logits(BIAS, LINEAR, FACTORS, idx) == pytest.approx([1.9, -0.3])
+    # three fields: 0.5 + 0.3 + (<v0,v1> + <v0,v3> + <v1,v3>) = 0.5 + 0.3 + (0 + 2 − 1) = 1.8
+    assert fm_logits(BIAS, LINEAR, FACTORS, np.array([[0, 1, 3]])) == pytest.approx([1.8])
+
+
+def test_distillation_loss_by_hand():
+    from training.ranking_task import distillation_loss
+
+    def loss(y, t, s, alpha, temp):
+        return float(distillation_loss(np.array([y]), np.array([t], np.float32), np.array([s], np.float32),
+                                       alpha, temp))
+
+    # y=1, teacher 0, student 0, α=½, T=2: hard = ln 2; soft target ½, soft = ln 2;
+    # ½·ln 2 + ½·4·ln 2 = 2.5 ln 2
+    assert loss(1, 0.0, 0.0, 0.5, 2.0) == pytest.approx(2.5 * math.log(2), rel=1e-6)
+    # y=0, teacher 2, student −1, α=¼, T=2: hard = ln(1 + e^−1) = 0.3132617;
+    # q = σ(1) = 0.7310586, s/T = −0.5: soft = q·softplus(0.5) + (1−q)·softplus(−0.5)
+    #   = 0.7310586·0.9740770 + 0.2689414·0.4740770 = 0.8396052; ¼·0.3132617 + ¾·4·0.8396052 = 2.5971310
+    assert loss(0, 2.0, -1.0, 0.25, 2.0) == pytest.approx(2.5971310, rel=1e-5)
+    # α = 1 is the plain hard-label loss whatever the teacher says
+    assert loss(1, -9.0, 0.0, 1.0, 3.0) == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_feature_map_offsets_and_encoding():
+    fields = [Field("seg", "user_behaviour__segment", "categorical", "user", vocabulary=["high_value", "normal"]),
+              Field("price", "item_attributes__price", "bucket", "row", edges=[0.0, 1.0])]
+    fmap = FeatureMap(fields)
+    assert [f.offset for f in fmap.fields] == [0, 3] and fmap.size == 3 + 4
+    rows = {"item_attributes__price": np.array([0.0, math.e - 1, -5.0, np.nan, 100.0])}
+    idx = fmap.encode({"user_behaviour__segment": ["normal"]}, rows, 5)
+    assert idx[:, 0].tolist() == [2] * 5  # "normal" is value 2 of the segment field, broadcast
+    # signed log1p: 0 → 0 → bucket 2; e−1 → 1 → 3; −5 → <0 → 1; NaN → 0 (unknown); 100 → 4.6 → 3
+    assert (idx[:, 1] - 3).tolist() == [2, 3, 1, 0, 3]
+    assert fmap.encode({}, rows, 5)[:, 0].tolist() == [0] * 5  # no segment (a new user) → unknown
+    again = FeatureMap.from_json(fmap.to_json())
+    assert np.array_equal(again.encode({}, rows, 5), fmap.encode({}, rows, 5))
+
+
+@pytest.fixture(scope="module")
+def trained_student(tmp_path_factory):
+    from training.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings, train_student
+    from training.ranking_metrics import auc
+
+    frame = synthetic_frame(4000, seed=1)
+    train, val = frame.iloc[:3000].reset_index(drop=True), frame.iloc[3000:].reset_index(drop=True)
+    teacher_logits = np.where(train["label_click"] == 1, 1.0, -2.0).astype(np.float32)  # a confident teacher
+    trained = train_student(train, teacher_logits, val, settings=FMSettings(epochs=3, learning_rate=0.05),
+                            fields={**COARSE_FIELDS, **PREFERENCE_FIELDS})
+    assert auc(val["label_click"], trained.logits(val)) > 0.65  # the preference crosses carry the signal
+    directory = tmp_path_factory.mktemp("coarse") / "v1"
+    directory.mkdir()
+    trained.save(directory)
+    write_manifest(directory, model="coarse", feature_service="coarse_v1")
+    return trained, directory, val
+
+
+def test_saved_student_scores_identically(trained_student):
+    trained, directory, val = trained_student
+    student = FMStudent.load(directory)
+    assert student.version == "v1" and student.feature_service == "coarse_v1"
+    assert np.array_equal(student.score_frame(val), trained.logits(val))
+
+
+def test_serving_score_equals_the_training_rows(trained_student):
+    _, directory, val = trained_student
+    student = FMStudent.load(directory)
+    uid = val["user_id"].iloc[0]
+    rows = val[val["user_id"] == uid].reset_index(drop=True)
+    user = {c: rows[c].iloc[0] for c in rows if c.startswith(("user_behaviour__", "user_preferences__"))}
+    items = {c: rows[c].to_numpy() for c in rows if c.startswith(("item_", "merchant_"))}
+    request = {"request_unix_s": 1714560000 + 3600 * 9, "device_code": 2}  # 2024-05-01 09:00 UTC
+    from ranking.context import context_features
+
+    ctx = context_features(request["request_unix_s"], 2, items["item_attributes__price"],
+                           user["user_behaviour__price_level"])
+    same_request = rows.assign(**ctx)
+    served = student.score(user, items, request)
+    assert served.dtype == np.float32 and served.shape == (len(rows),)
+    assert served == pytest.approx(student.score_frame(same_request), abs=1e-6)
+    unknown = student.score({}, {"item_attributes__price": [None, 10.0]}, {"request_unix_s": 0})
+    assert unknown.shape == (2,) and np.isfinite(unknown).all()
+
+
+def test_tampered_or_wrong_versions_are_refused(trained_student, tmp_path):
+    import shutil
+
+    _, directory, _ = trained_student
+    copy = tmp_path / "v2"
+    shutil.copytree(directory, copy)
+    np.save(copy / "linear.npy", np.zeros(3, np.float32))
+    with pytest.raises(BadModelVersion, match="differ from the manifest"):
+        FMStudent.load(copy)
+    write_manifest(copy, model="ranker", feature_service="ranker_v1")
+    with pytest.raises(BadModelVersion, match="not the coarse FM student"):
+        FMStudent.load(copy)
+    write_manifest(copy, model="coarse", feature_service="coarse_v1")
+    with pytest.raises(BadModelVersion, match="do not match"):
+        FMStudent.load(copy)

@@ -1,0 +1,76 @@
+"""PSO and random search: integer and log dimensions decode properly, the budget is exact,
+repeats are free, every trial is logged, and PSO finds a known optimum."""
+
+import json
+
+import numpy as np
+import pytest
+
+from training.pso import Dimension, MedianStopper, SearchSpace, pso_search, random_search
+
+SPACE = SearchSpace((Dimension("lr", 1e-4, 1e-1, log=True), Dimension("experts", 1, 8, integer=True),
+                     Dimension("x", -2.0, 2.0)))
+
+
+def bowl(params, stopper=None):
+    """Maximum 0 at lr = 1e-2, experts = 5, x = 0.5."""
+    return -((np.log10(params["lr"]) + 2) ** 2) - (params["experts"] - 5) ** 2 - (params["x"] - 0.5) ** 2
+
+
+def test_decoding_rounds_integers_and_unlogs():
+    d = Dimension("units", 16, 128, integer=True, log=True)
+    assert d.bounds() == pytest.approx((np.log10(16), np.log10(128)))
+    assert d.decode(np.log10(40.4)) == 40 and isinstance(d.decode(1.7), int)
+    assert d.decode(10.0) == 128 and d.decode(-3.0) == 16  # clipped to the bounds
+    assert Dimension("experts", 1, 8, integer=True).decode(4.5001) == 5
+    assert SPACE.decode([-2.0, 3.4, 0.25]) == {"lr": pytest.approx(0.01), "experts": 3, "x": 0.25}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pso_finds_the_optimum_with_an_integer_dimension(seed):
+    result = pso_search(bowl, SPACE, 60, seed=seed)
+    best = result.best.params
+    assert best["experts"] == 5
+    assert abs(np.log10(best["lr"]) + 2) < 0.3 and abs(best["x"] - 0.5) < 0.3
+    assert result.best.score > -0.15
+
+
+def test_budget_is_exact_repeats_are_free_and_every_trial_is_logged(tmp_path):
+    calls = []
+
+    def objective(params, stopper):
+        calls.append(params)
+        return -abs(params["a"] - 1) - abs(params["b"] - 2)
+
+    coarse = SearchSpace((Dimension("a", 0, 2, integer=True), Dimension("b", 0, 2, integer=True)))
+    log = tmp_path / "trials.jsonl"
+    result = pso_search(objective, coarse, 7, seed=0, log_path=log)
+    assert len(result.trials) == len(calls) == 7  # 9 distinct points exist; 7 were trained, none twice
+    assert len({json.dumps(t.params, sort_keys=True) for t in result.trials}) == 7
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["number"] for x in lines] == list(range(1, 8)) and all(x["method"] == "pso" for x in lines)
+    assert result.best_so_far() == sorted(result.best_so_far())
+
+
+def test_random_search_same_budget_and_space(tmp_path):
+    result = random_search(bowl, SPACE, 12, seed=3, log_path=tmp_path / "r.jsonl")
+    assert len(result.trials) == 12 and result.method == "random"
+    assert all(1 <= t.params["experts"] <= 8 and 1e-4 <= t.params["lr"] <= 1e-1 for t in result.trials)
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 12
+
+
+def test_trainings_that_reseed_numpy_do_not_change_the_search():
+    def reseeding(params, stopper):
+        np.random.seed(123)  # what tf.keras.utils.set_random_seed does inside a trial
+        return bowl(params)
+
+    a = [t.params for t in pso_search(reseeding, SPACE, 12, seed=5).trials]
+    b = [t.params for t in pso_search(bowl, SPACE, 12, seed=5).trials]
+    assert a == b
+
+
+def test_median_stopper():
+    s = MedianStopper(min_trials=3)
+    assert all(s.keep_going(1, v) for v in (0.70, 0.60, 0.65))  # first three always run
+    assert not s.keep_going(1, 0.62)   # below the median 0.65 of earlier trials
+    assert s.keep_going(1, 0.66)       # median of (0.60, 0.62, 0.65, 0.70) is 0.635

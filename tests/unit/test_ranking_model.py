@@ -1,0 +1,145 @@
+"""The MMoE teacher end to end on synthetic rows: context features by hand, the ESMM loss,
+per-segment task weights, training that learns, save → load identical scores, the serving
+call agreeing with the training rows, and the whole train/evaluate pipeline publishing."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ranking.context import context_features
+from ranking.features import TeacherEncoder
+from tests.unit.ranking_synthetic import synthetic_frame
+
+
+def test_context_features_by_hand():
+    sat_13h = 2 * 86400 + 13 * 3600 + 59  # 1970-01-03 13:00:59 UTC, a Saturday
+    c = context_features(sat_13h, 1, [10.0, None, 30.0], 20.0)
+    assert c["context__hour_of_day"].tolist() == [13] * 3 and c["context__day_of_week"].tolist() == [5] * 3
+    assert c["context__is_weekend"].tolist() == [1] * 3 and c["context__device_idx"].tolist() == [1] * 3
+    assert c["context__price_vs_user"][[0, 2]].tolist() == [0.5, 1.5] and math.isnan(c["context__price_vs_user"][1])
+    thu = context_features(0, None, [5.0], None)  # the epoch was a Thursday; unknown device and price level
+    assert thu["context__day_of_week"].tolist() == [3] and thu["context__is_weekend"].tolist() == [0]
+    assert thu["context__device_idx"].tolist() == [-1] and math.isnan(thu["context__price_vs_user"][0])
+    assert context_features(0, 0, [5.0], 0.0)["context__price_vs_user"][0] == math.inf  # as pandas divides
+
+
+def test_esmm_loss_is_the_purchase_loss_of_the_product():
+    import tensorflow as tf
+
+    from training.ranking_task import per_example_losses
+
+    a, b = np.array([0.3, -1.0], np.float32), np.array([-2.0, 0.5], np.float32)
+    losses = per_example_losses({"ctr": tf.constant(a), "cvr": tf.constant(b)}, tf.constant([1.0, 0.0]),
+                                tf.constant([1.0, 0.0])).numpy()
+    p_ctr, p = 1 / (1 + np.exp(-a)), 1 / (1 + np.exp(-a)) / (1 + np.exp(-b))
+    assert losses[:, 0] == pytest.approx([-np.log(p_ctr[0]), -np.log(1 - p_ctr[1])], rel=1e-5)
+    assert losses[:, 1] == pytest.approx([-np.log(p[0]), -np.log(1 - p[1])], rel=1e-5)
+
+
+def test_segment_task_weights_configured_then_adapted():
+    from training.ranking_task import SegmentTaskWeights
+
+    w = SegmentTaskWeights(["high_value", "normal"], [("high_value", 1.0, 2.0), ("", 0.5, 0.5)], adapt=True,
+                           temperature=2.0)
+    assert w.variable.numpy().tolist() == [[0.5, 0.5], [1.0, 2.0], [1.0, 1.0]]
+    counts = np.array([1.0, 1.0, 1.0])
+    w.end_epoch(np.array([[1.0, 0.5]] * 3), counts)  # first epoch: nothing to compare with yet
+    assert w.variable.numpy()[1].tolist() == [1.0, 2.0]
+    adapted = w.end_epoch(np.array([[0.5, 0.5]] * 3), counts)
+    # loss ratios r = (0.5, 1.0): 2·softmax(r / 2) = 2·(e^0.25, e^0.5) / (e^0.25 + e^0.5) = (0.87565, 1.12435)
+    assert adapted[1] == pytest.approx([1.0 * 0.875650, 2.0 * 1.124350], rel=1e-4)
+    assert adapted[0] == pytest.approx([0.5 * 0.875650, 0.5 * 1.124350], rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    f = synthetic_frame(6000, seed=0)
+    day = f["event_timestamp"].dt.floor("D")
+    days = sorted(day.unique())
+    return (f[day < days[-2]].reset_index(drop=True), f[day == days[-2]].reset_index(drop=True),
+            f[day == days[-1]].reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def teacher_version(frames, tmp_path_factory):
+    from training.mmoe import MMoERanker, MMoESettings, save_teacher
+    from training.ranking_pipeline import labelled
+    from training.teacher_fit import fit, predict
+    from vitrine.versions import write_manifest
+
+    train_f, val_f, test_f = frames
+    enc = TeacherEncoder.fit(train_f)
+    settings = MMoESettings(epochs=3, batch_size=256, learning_rate=0.01, experts=2, expert_units=16)
+    model = MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), settings)
+    result = fit(model, labelled(enc, train_f), labelled(enc, val_f), settings, enc.vocabularies["segment"].values)
+    directory = tmp_path_factory.mktemp("ranker") / "v7"
+    save_teacher(model, enc, directory)
+    write_manifest(directory, model="ranker", feature_service="ranker_v1")
+    return directory, predict(model, labelled(enc, test_f).inputs), result
+
+
+def test_teacher_learns_and_reloads_to_identical_scores(frames, teacher_version):
+    from ranking.teacher import Teacher
+    from training.ranking_metrics import auc
+
+    directory, in_memory, result = teacher_version
+    test_f = frames[2]
+    assert result.best_val_auc > 0.65 and len(result.history) >= 2
+    assert auc(test_f["label_click"], in_memory["p_ctr"]) > 0.65
+    teacher = Teacher.load(directory)
+    assert teacher.version == "v7" and teacher.feature_service == "ranker_v1"
+    p_ctr, p_cvr = teacher.score_frame(test_f)
+    assert p_ctr == pytest.approx(in_memory["p_ctr"], abs=1e-6) and p_cvr == pytest.approx(in_memory["p_cvr"], abs=1e-6)
+
+
+def test_teacher_serving_call_equals_training_rows_and_handles_new_users(frames, teacher_version):
+    from ranking.teacher import Teacher
+
+    teacher = Teacher.load(teacher_version[0])
+    test_f = frames[2]
+    rows = test_f[test_f["user_id"] == test_f["user_id"].iloc[3]].reset_index(drop=True)
+    user = {c: rows[c].iloc[0] for c in rows if c.startswith(("user_behaviour__", "user_preferences__",
+                                                              "user_profile__"))}
+    items = {c: rows[c].to_numpy() for c in rows if c.startswith(("item_", "merchant_"))}
+    request = {"request_unix_s": 1714824000, "device_code": 3}
+    ctx = context_features(1714824000, 3, items["item_attributes__price"], user["user_behaviour__price_level"])
+    p_ctr, p_cvr = teacher.score(user, items, request)
+    want_ctr, want_cvr = teacher.score_frame(rows.assign(**ctx))
+    assert p_ctr.shape == p_cvr.shape == (len(rows),) and p_ctr.dtype == np.float32
+    assert p_ctr == pytest.approx(want_ctr, abs=1e-6) and p_cvr == pytest.approx(want_cvr, abs=1e-6)
+    new_ctr, new_cvr = teacher.score({}, {"item_attributes__price": np.array([3.0, np.nan]),
+                                          "item_stats__heat": np.array([None, 1.0], dtype=object)},
+                                     {"request_unix_s": 1714824000})
+    assert new_ctr.shape == (2,) and np.isfinite(new_ctr).all() and np.isfinite(new_cvr).all()
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_ranking_publish_versions_and_report(frames, home, tmp_path):
+    from training.fm_student import FMSettings
+    from training.mmoe import MMoESettings
+    from training.ranking_data import RankingData
+    from training.ranking_evaluation import evaluate_ranking
+    from training.ranking_pipeline import train_ranking
+    from vitrine.versions import latest
+
+    frame = pd.concat(frames, ignore_index=True)
+    split = pd.Series(["train"] * len(frames[0]) + ["val"] * len(frames[1]) + ["test"] * len(frames[2]))
+    data = RankingData(frame, tmp_path / "synthetic.parquet", {"service": "ranker_v1", "fraction": 1.0,
+                                                               "eval_fraction": 1.0, "seed": 0}, split)
+    logs = []
+    run = train_ranking(home, "redis://unused", teacher=MMoESettings(epochs=2, batch_size=256, learning_rate=0.01),
+                        student=FMSettings(epochs=2, learning_rate=0.05), tune="pso", budget=2, data=data,
+                        log=logs.append)
+    assert latest(home, "ranker") == run.teacher_dir and latest(home, "coarse") == run.student_dir
+    m = run.teacher_manifest
+    assert m["feature_service"] == "ranker_v1" and m["tuning"]["method"] == "pso"
+    assert len(m["tuning"]["best_so_far"]) == 2 and m["metrics"]["test"]["ctr"]["auc"] > 0.6
+    assert run.student_manifest["teacher_version"] == run.teacher_dir.name
+    assert (run.report_dir / "training_curves.png").exists() and (run.report_dir / "tuning-pso.jsonl").exists()
+    out = evaluate_ranking(home, "redis://unused", data=data, out=tmp_path / "report", log=logs.append)
+    names = list(out["models"])
+    assert names[0].startswith("MMoE teacher") and "CTR-only DNN" in names and "CVR-only DNN" in names
+    assert (tmp_path / "report" / "metrics.md").read_text().count("\n") == len(names) + 2
+    assert (tmp_path / "report" / "metrics.png").exists()
