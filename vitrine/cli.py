@@ -12,6 +12,8 @@ from pathlib import Path
 from vitrine.config import Home
 from vitrine.errors import VitrineError
 
+PRESET_NAMES = ("tiny", "demo", "catalogue", "platform")  # vitrine.synth.presets (not imported: keeps --help fast)
+
 Handler = Callable[[argparse.Namespace, Home], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
 
@@ -26,7 +28,7 @@ def command(name: str, help_text: str, configure: Callable[[argparse.ArgumentPar
 # --- generate ---------------------------------------------------------------------------
 
 def _generate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="tiny", choices=["tiny", "demo", "platform"],
+    p.add_argument("--preset", default="tiny", choices=list(PRESET_NAMES),
                    help="scale (default: tiny)")
     p.add_argument("--days", type=int, default=None, help="days to simulate (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes (default 0)")
@@ -302,7 +304,7 @@ def _schema(args: argparse.Namespace, home: Home) -> int:
 # --- demo -------------------------------------------------------------------------------
 
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="demo", choices=["tiny", "demo", "platform"])
+    p.add_argument("--preset", default="demo", choices=list(PRESET_NAMES))
     p.add_argument("--seed", type=int, default=0)
 
 

@@ -50,3 +50,10 @@ def test_every_command_has_a_description():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     assert all(choice.description for choice in sub.choices.values())
+
+
+def test_cli_preset_names_match_the_presets():
+    from vitrine.cli import PRESET_NAMES
+    from vitrine.synth.presets import PRESETS
+
+    assert set(PRESET_NAMES) == set(PRESETS)

@@ -36,6 +36,9 @@ PRESETS: dict[str, Preset] = {
     # the brief's platform: 1.3M users, 100k items, 1,600 merchants, ~7.5M events a day
     "platform": Preset("platform", users=1_300_000, items=100_000, merchants=1_600, days=1,
                        chunk_users=25_000),
+    # the platform's catalogue (100k items, 1,600 merchants) with fewer users and days: what
+    # the serving benchmark needs (item cache, embeddings, recall at catalogue scale) in minutes
+    "catalogue": Preset("catalogue", users=50_000, items=100_000, merchants=1_600, days=4),
 }
 
 
