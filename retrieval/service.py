@@ -139,9 +139,7 @@ class Retriever:
         """Two-tower user embeddings for many users in one call."""
         if self.two_tower is None:
             raise BadModelVersion("no two-tower version loaded")
-        frame = pd.DataFrame([{c: f.get(c) for c in USER_COLUMNS.values()} for f in features])
-        frame.insert(0, "user_id", list(user_ids))
-        return self.two_tower.user_embeddings(frame)
+        return self.two_tower.embed_rows(list(user_ids), list(features))
 
     # --- recall --------------------------------------------------------------------------
 

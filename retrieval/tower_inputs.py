@@ -99,3 +99,39 @@ def item_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         out[name] = _log_numeric(_col(frame, ITEM_COLUMNS[name]))
     out["title"] = _title_tokens(_col(frame, ITEM_COLUMNS["title"]))
     return out
+
+
+def _scalar_string(v) -> str:
+    return "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+
+
+def _clipped(v) -> float:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return 0.0
+    return x if x > 0 else 0.0  # NaN and negatives → 0, as _log_numeric
+
+
+def user_inputs_from_rows(user_ids: list[str], rows: list[dict]) -> dict[str, np.ndarray]:
+    """`user_inputs` for online feature dicts (Feast full names), without pandas: the
+    serving path, a few microseconds per user. Same arrays as `user_inputs(frame)`."""
+    n = len(rows)
+    out = {"user_id": np.array([str(u) for u in user_ids], dtype=object)}
+    for name in USER_CATEGORICAL:
+        col = USER_COLUMNS[name]
+        out[name] = np.array([_scalar_string(r.get(col)) for r in rows], dtype=object)
+    for name in USER_NUMERIC:
+        col = USER_COLUMNS[name]
+        out[name] = np.log1p(np.array([_clipped(r.get(col)) for r in rows], dtype=np.float32))
+    for name, width in (("top_categorys", TOP_CATEGORIES), ("recent_items", RECENT)):
+        col = USER_COLUMNS[name]
+        padded = np.full((n, width), "", dtype=object)
+        for i, r in enumerate(rows):
+            value = r.get(col)
+            if value is None or (isinstance(value, float) and np.isnan(value)):
+                continue
+            values = [str(v) for v in list(value)[:width]]
+            padded[i, : len(values)] = values
+        out[name] = padded
+    return out

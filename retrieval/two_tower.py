@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrieval.tower_inputs import user_inputs
+from retrieval.tower_inputs import user_inputs, user_inputs_from_rows
 from vitrine.versions import BadModelVersion, verify
 
 
@@ -43,4 +43,11 @@ class TwoTowerArtifact:
         import tensorflow as tf
 
         inputs = {k: tf.constant(v) for k, v in user_inputs(frame).items()}
+        return self._serve(**inputs)["embedding"].numpy()
+
+    def embed_rows(self, user_ids: list[str], rows: list[dict]) -> np.ndarray:
+        """Embeddings for online feature dicts (Feast full names): the serving path."""
+        import tensorflow as tf
+
+        inputs = {k: tf.constant(v) for k, v in user_inputs_from_rows(user_ids, rows).items()}
         return self._serve(**inputs)["embedding"].numpy()

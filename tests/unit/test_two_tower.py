@@ -80,3 +80,21 @@ def test_tampered_version_is_refused(tmp_path):
     (tmp_path / "v1" / "item_ids.json").write_text(json.dumps(ids[::-1]))
     with pytest.raises(BadModelVersion, match="differ from the manifest"):
         TwoTowerArtifact.load(tmp_path / "v1")
+
+
+def test_online_rows_give_the_same_user_inputs_as_frames():
+    from retrieval.tower_inputs import USER_COLUMNS, user_inputs, user_inputs_from_rows
+
+    rows = [
+        {USER_COLUMNS["segment"]: "potential", USER_COLUMNS["clicks_30d"]: 12, USER_COLUMNS["ctr_30d"]: 0.07,
+         USER_COLUMNS["price_level"]: None, USER_COLUMNS["recent_items"]: [f"i{k}" for k in range(25)],
+         USER_COLUMNS["top_categorys"]: ["a/b"], USER_COLUMNS["region"]: float("nan")},
+        {},  # a new user: nothing known
+    ]
+    frame = pd.DataFrame([{c: r.get(c) for c in USER_COLUMNS.values()} for r in rows])
+    frame.insert(0, "user_id", ["u1", "u2"])
+    expected, got = user_inputs(frame), user_inputs_from_rows(["u1", "u2"], rows)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert expected[name].dtype == got[name].dtype, name
+        np.testing.assert_array_equal(expected[name], got[name], err_msg=name)
