@@ -61,6 +61,8 @@ ROW_KNOWN = {"item_known": "item_stats__heat", "merchant_known": "merchant_stats
 CROSSES = {"category_pref": ("category", "category"), "brand_pref": ("brand", "brand")}
 
 CLIP = 5.0
+BUCKETS = 32          # quantile buckets per numeric column (a learnt embedding each)
+SLOTS = BUCKETS + 1   # ids per column: 0 missing, 1..BUCKETS
 
 
 def as_strings(values: Any, n: int) -> np.ndarray:
@@ -163,21 +165,38 @@ def fit_vocabulary(*arrays: np.ndarray, min_count: int = 1) -> Vocabulary:
 
 @dataclass
 class NumericStats:
+    """Standardisation (mean, std of signed log1p) and quantile bucket edges per column."""
+
     mean: list[float]
     std: list[float]
+    edges: list[list[float]] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> NumericStats:
+    def fit(cls, x: np.ndarray, buckets: int = BUCKETS) -> NumericStats:
         t = signed_log(x)
-        mean = np.nanmean(np.where(np.isnan(t), np.nan, t), axis=0) if len(t) else np.zeros(x.shape[1])
+        mean = np.nanmean(t, axis=0) if len(t) else np.zeros(x.shape[1])
         std = np.nanstd(t, axis=0) if len(t) else np.ones(x.shape[1])
         mean = np.nan_to_num(mean)
         std = np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0)
-        return cls([float(v) for v in mean], [float(v) for v in std])
+        qs = np.linspace(0, 1, buckets + 1)[1:-1]
+        edges = []
+        for j in range(t.shape[1]):
+            col = t[:, j][~np.isnan(t[:, j])]
+            edges.append([float(v) for v in np.unique(np.quantile(col, qs))] if len(col) else [])
+        return cls([float(v) for v in mean], [float(v) for v in std], edges)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         z = (signed_log(x) - np.asarray(self.mean)) / np.asarray(self.std)
         return np.clip(np.nan_to_num(z, nan=0.0), -CLIP, CLIP).astype(np.float32)
+
+    def buckets(self, x: np.ndarray) -> np.ndarray:
+        """Global bucket ids [n, F]: column j's bucket b is j · SLOTS + b; b = 0 is missing."""
+        t = signed_log(x)
+        out = np.empty(t.shape, dtype=np.int64)
+        for j, e in enumerate(self.edges):
+            b = np.searchsorted(np.asarray(e, dtype=np.float64), t[:, j], side="right") + 1
+            out[:, j] = j * SLOTS + np.where(np.isnan(t[:, j]), 0, b)
+        return out
 
 
 Columns = Mapping[str, Any]
@@ -267,6 +286,8 @@ class TeacherEncoder:
         raw_user, raw_rows = self._raw_numeric(users, rows, m, n)
         out["user_num"] = self.user_stats.apply(raw_user)
         out["row_num"] = self.row_stats.apply(raw_rows).reshape(n, len(self.row_numeric))
+        out["user_bucket"] = self.user_stats.buckets(raw_user)
+        out["row_bucket"] = self.row_stats.buckets(raw_rows).reshape(n, len(self.row_numeric))
         return out
 
     def encode_frame(self, frame) -> dict[str, np.ndarray]:

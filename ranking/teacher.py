@@ -53,7 +53,8 @@ class Teacher:
     def _run(self, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         import tensorflow as tf
 
-        out = self._serve(**{k: tf.constant(v) for k, v in inputs.items()})
+        names = self._serve.structured_input_signature[1]  # the signature's named inputs
+        out = self._serve(**{k: tf.constant(v) for k, v in inputs.items() if k in names})
         return out["p_ctr"].numpy().astype(np.float32), out["p_cvr"].numpy().astype(np.float32)
 
     def score(self, user: Columns, items: Columns, request: Columns) -> tuple[np.ndarray, np.ndarray]:

@@ -66,7 +66,7 @@ def trained_student(tmp_path_factory):
     frame = synthetic_frame(4000, seed=1)
     train, val = frame.iloc[:3000].reset_index(drop=True), frame.iloc[3000:].reset_index(drop=True)
     teacher_logits = np.where(train["label_click"] == 1, 1.0, -2.0).astype(np.float32)  # a confident teacher
-    trained = train_student(train, teacher_logits, val, settings=FMSettings(epochs=3, learning_rate=0.05),
+    trained = train_student(train, teacher_logits, val, settings=FMSettings(epochs=3, learning_rate=0.05, buckets=8),
                             fields={**COARSE_FIELDS, **PREFERENCE_FIELDS})
     assert auc(val["label_click"], trained.logits(val)) > 0.65  # the preference crosses carry the signal
     directory = tmp_path_factory.mktemp("coarse") / "v1"

@@ -1,0 +1,168 @@
+"""Ranking on the `demo` home: scoring speed of the FM student vs the MMoE teacher, and the
+PSO vs random-search comparison at the same trial budget.
+
+    .venv/bin/python benchmarks/bench_ranking.py --home var/demo speed [--candidates 500] [--record]
+    .venv/bin/python benchmarks/bench_ranking.py --home var/demo search [--budget 12] [--seeds 0 1 2] [--record]
+
+speed: the published `coarse` and `ranker` versions score requests built from real rows of the
+cached training set (one user's features, `--candidates` candidates' item features, a request
+time and device), through the exact calls the server makes (`FMStudent.score`,
+`Teacher.score`), one thread each (NumPy and TensorFlow pinned to 1 thread), side by side in
+one process: median and p99 per request, candidates/s, the ratio.
+
+search: the teacher trial the tuner uses (a 40k-row subsample of the training days, 2 epochs,
+median early stopping) searched by PSO and by random search with the same budget for each
+seed; best-so-far validation AUC per trial, the mean over seeds, and a plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+            "TF_NUM_INTEROP_THREADS"):
+    os.environ.setdefault(var, "1")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+USER_PREFIXES = ("user_behaviour__", "user_preferences__", "user_profile__", "user_realtime__", "als_user_factors__")
+ITEM_PREFIXES = ("item_stats__", "item_attributes__", "merchant_stats__")
+
+
+def _requests(frame, n_candidates: int, count: int, seed: int = 0) -> list[tuple[dict, dict, dict]]:
+    """(user, items, request) triples from real rows: a user's row, random candidates' rows."""
+    rng = np.random.default_rng(seed)
+    users = frame.drop_duplicates("user_id")
+    item_cols = [c for c in frame if c.startswith(ITEM_PREFIXES)]
+    user_cols = [c for c in frame if c.startswith(USER_PREFIXES)]
+    out = []
+    for i in rng.choice(len(users), count, replace=len(users) < count):
+        row = users.iloc[int(i)]
+        cand = frame.iloc[rng.choice(len(frame), n_candidates, replace=False)]
+        user = {c: row[c] for c in user_cols}
+        items = {c: cand[c].to_numpy() for c in item_cols}
+        request = {"request_unix_s": int(row["request_unix_s"]), "device_code": int(row["device_code"])}
+        out.append((user, items, request))
+    return out
+
+
+def _time(fn, requests, repeats: int) -> list[float]:
+    for user, items, request in requests[:5]:
+        fn(user, items, request)  # warm up (TF traces, caches)
+    times = []
+    for _ in range(repeats):
+        for user, items, request in requests:
+            t = time.perf_counter()
+            fn(user, items, request)
+            times.append(time.perf_counter() - t)
+    return times
+
+
+def speed(args) -> dict:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from ranking.fm import FMStudent
+    from ranking.teacher import Teacher
+    from training.ranking_data import load_ranking_data
+    from vitrine.config import Home
+    from vitrine.online.redis_local import redis_url
+    from vitrine.versions import latest
+
+    home = Home.resolve(args.home)
+    teacher = Teacher.load(latest(home, "ranker"))
+    student = FMStudent.load(latest(home, "coarse"))
+    ds = teacher.manifest["dataset"]
+    data = load_ranking_data(home, redis_url(home), fraction=ds["fraction"], eval_fraction=ds["eval_fraction"],
+                             seed=ds["seed"])
+    test = data.part("test")
+    results = {"teacher": teacher.version, "student": student.version, "candidates": {}}
+    for n in args.candidates:
+        reqs = _requests(test, n, args.requests)
+        rows = {}
+        for name, fn in (("student", student.score), ("teacher", teacher.score)):
+            times = _time(fn, reqs, args.repeats)
+            med = statistics.median(times)
+            rows[name] = {"median_ms": med * 1e3, "p99_ms": float(np.percentile(times, 99)) * 1e3,
+                          "candidates_per_s": n / med, "calls": len(times)}
+        rows["speedup"] = rows["student"]["candidates_per_s"] / rows["teacher"]["candidates_per_s"]
+        results["candidates"][str(n)] = rows
+        print(f"{n} candidates/request, one thread:")
+        for name in ("student", "teacher"):
+            r = rows[name]
+            print(f"  {name:8s} median {r['median_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
+                  f"{r['candidates_per_s']:>12,.0f} candidates/s")
+        print(f"  student / teacher: {rows['speedup']:.1f}x")
+    return results
+
+
+def search(args) -> dict:
+    from ranking.features import TeacherEncoder
+    from training.mmoe import MMoESettings
+    from training.ranking_data import load_ranking_data
+    from training.ranking_pipeline import labelled
+    from training.ranking_report import plot_search
+    from training.ranking_tuning import TeacherTrials
+    from training.ranking_tuning import search as run_search
+    from vitrine.config import Home
+    from vitrine.online.redis_local import redis_url
+
+    home = Home.resolve(args.home)
+    data = load_ranking_data(home, redis_url(home), fraction=args.fraction)
+    train_f, val_f = data.part("train"), data.part("val")
+    encoder = TeacherEncoder.fit(train_f)
+    trials = TeacherTrials(encoder, labelled(encoder, train_f), labelled(encoder, val_f), MMoESettings())
+    out = Path(args.out or home.root / "reports" / "ranking")
+    curves: dict[str, list[list[float]]] = {"pso": [], "random": []}
+    runs = []
+    for seed in args.seeds:
+        for method in ("pso", "random"):
+            t = time.perf_counter()
+            result = run_search(trials, method, args.budget, seed=seed, log_path=out / f"search-{method}-{seed}.jsonl")
+            curves[method].append(result.best_so_far())
+            runs.append({"method": method, "seed": seed, "best": result.best.params, "best_auc": result.best.score,
+                         "best_so_far": result.best_so_far(), "stopped_early": sum(t.stopped for t in result.trials),
+                         "seconds": round(time.perf_counter() - t, 1)})
+            print(f"{method:6s} seed {seed}: best AUC {result.best.score:.4f} after {args.budget} trials "
+                  f"({runs[-1]['stopped_early']} stopped early, {runs[-1]['seconds']:.0f}s) {result.best.params}")
+    final = {m: float(np.mean([c[-1] for c in curves[m]])) for m in curves}
+    print(f"mean best-so-far at {args.budget} trials: PSO {final['pso']:.4f}, random {final['random']:.4f}")
+    plot = plot_search(curves, out / "pso_vs_random.png")
+    print(f"plot: {plot}")
+    return {"budget": args.budget, "seeds": args.seeds, "fraction": args.fraction, "runs": runs,
+            "mean_final_best": final, "mean_curves": {m: np.mean(c, axis=0).tolist() for m, c in curves.items()},
+            "plot": str(plot)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--home", default="var/demo")
+    parser.add_argument("--record", action="store_true", help="write benchmarks/results/ranking-<what>.json")
+    sub = parser.add_subparsers(dest="what", required=True)
+    p = sub.add_parser("speed")
+    p.add_argument("--candidates", type=int, nargs="+", default=[500, 200, 100])
+    p.add_argument("--requests", type=int, default=50)
+    p.add_argument("--repeats", type=int, default=4)
+    q = sub.add_parser("search")
+    q.add_argument("--budget", type=int, default=12)
+    q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    q.add_argument("--fraction", type=float, default=0.25)
+    q.add_argument("--out", default=None)
+    args = parser.parse_args()
+    results = speed(args) if args.what == "speed" else search(args)
+    if args.record:
+        path = ROOT / "benchmarks" / "results" / f"ranking-{args.what}.json"
+        path.write_text(json.dumps(results, indent=2, default=float) + "\n")
+        print(f"recorded {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
