@@ -38,8 +38,11 @@ coarse_v1 = FeatureService(
     name="coarse_v1",
     features=[
         user_behaviour[["ctr_30d", "cvr_30d", "clicks_7d", "purchases_30d", "price_level", "segment"]],
+        # the user's top categories / brands against the candidate's: the student's strongest
+        # fields (without them its test AUC on demo falls from 0.756 to 0.669)
+        user_preferences[["top_categorys", "top_category_weights", "top_brands", "top_brand_weights"]],
         item_stats[["ctr_30d", "cvr_30d", "heat", "age_days", "clicks_7d"]],
-        item_attributes[["top_category", "price", "rating"]],
+        item_attributes[["top_category", "category", "brand", "price", "rating"]],
         context[["hour_of_day", "device_idx", "price_vs_user"]],
     ],
     description="FM student (coarse ranking): a cheap subset, scored in NumPy",
