@@ -129,10 +129,13 @@ class Retriever:
             seen=set(recent) if seen is None else set(seen),
             factors=None if factors is None or len(_list(factors)) == 0 else np.asarray(factors, np.float32),
         )
-        if embedding is not None:
-            state.embedding = embedding
-        elif self.two_tower is not None:
-            state.embedding = self.embed([user_id], [{**features, USER_COLUMNS["recent_items"]: recent}])[0]
+        if embedding is None and self.two_tower is not None:
+            # the training-time embedding while nothing real-time has changed the user's recent
+            # items; else the user tower on the current features (~0.5 ms)
+            embedding = None if extra_recent else self.two_tower.precomputed(user_id)
+            if embedding is None:
+                embedding = self.embed([user_id], [{**features, USER_COLUMNS["recent_items"]: recent}])[0]
+        state.embedding = embedding
         return state
 
     def embed(self, user_ids: Sequence[str], features: Sequence[Mapping[str, Any]]) -> np.ndarray:

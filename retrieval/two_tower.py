@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,8 @@ class TwoTowerArtifact:
     item_ids: list[str]
     item_embeddings: np.ndarray
     _serve: object
+    user_vectors: np.ndarray | None = None  # embeddings of the snapshot's users at training time
+    user_row: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls, directory: Path) -> TwoTowerArtifact:
@@ -36,7 +38,20 @@ class TwoTowerArtifact:
         if len(ids) != len(embeddings):
             raise BadModelVersion(f"{directory}: {len(ids)} item ids but {len(embeddings)} embeddings")
         serve = tf.saved_model.load(str(directory / "user_tower")).signatures["serving_default"]
-        return cls(directory, manifest, ids, embeddings, serve)
+        artifact = cls(directory, manifest, ids, embeddings, serve)
+        if (directory / "user_ids.json").exists():
+            users = json.loads((directory / "user_ids.json").read_text())
+            vectors = np.load(directory / "user_embeddings.npy", allow_pickle=False)
+            if len(users) != len(vectors):
+                raise BadModelVersion(f"{directory}: {len(users)} user ids but {len(vectors)} user embeddings")
+            artifact.user_vectors = vectors
+            artifact.user_row = {u: i for i, u in enumerate(users)}
+        return artifact
+
+    def precomputed(self, user_id: str) -> np.ndarray | None:
+        """The user's embedding from the training-time snapshot, if they were in it."""
+        row = self.user_row.get(user_id)
+        return None if row is None else self.user_vectors[row]
 
     def user_embeddings(self, frame: pd.DataFrame) -> np.ndarray:
         """Embeddings for rows of (user_id + two_tower_v1 user columns)."""

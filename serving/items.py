@@ -65,12 +65,15 @@ class ItemCache:
     row_of: dict[str, int] = field(init=False)
     hot: np.ndarray = field(init=False)
     new: np.ndarray = field(init=False)
+    online: np.ndarray = field(init=False)  # bool per row; computed once per load (was 1.9 ms a request at 100k)
 
     def __post_init__(self) -> None:
         self.row_of = {item: i for i, item in enumerate(self.ids.tolist())}
         heat = self.numeric("item_stats__heat", 0.0)
         age = self.numeric("item_stats__age_days", np.inf)
-        online = self.online
+        flag = self.columns.get("item_attributes__is_online")
+        self.online = online = (np.ones(self.size, dtype=bool) if flag is None else
+                                np.array([v is not False for v in flag.tolist()], dtype=bool))  # missing: online
         self.hot = np.flatnonzero(online)[np.argsort(-heat[online], kind="stable")]
         fresh = np.flatnonzero(online & (age <= HOT_NEW_EXPIRY_DAYS))
         self.new = fresh[np.argsort(age[fresh], kind="stable")]
@@ -78,13 +81,6 @@ class ItemCache:
     @property
     def size(self) -> int:
         return len(self.ids)
-
-    @property
-    def online(self) -> np.ndarray:
-        flag = self.columns.get("item_attributes__is_online")
-        if flag is None:
-            return np.ones(self.size, dtype=bool)
-        return np.array([v is not False for v in flag.tolist()], dtype=bool)  # missing means online
 
     def numeric(self, name: str, default: float) -> np.ndarray:
         col = self.columns.get(name)

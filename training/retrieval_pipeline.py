@@ -37,9 +37,10 @@ def train_retrieval(home: Home, redis_url: str, *, settings: TwoTowerSettings | 
     rows = build_training_set(home, redis_url, "two_tower_v1", entity_df=positives)
     catalogue = item_catalogue(home)
     out = new_version_dir(home, "two_tower")
+    from retrieval.tables import user_frame
+
     trained = train(rows.frame, catalogue, out_dir=out, settings=settings or TwoTowerSettings(),
-                    data_window=rows.window,
-                    progress=progress)
+                    data_window=rows.window, users=user_frame(home.features), progress=progress)
     publish(home, "two_tower", out)
     return trained
 

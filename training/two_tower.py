@@ -110,11 +110,19 @@ def embed_items(item_tower, catalogue: pd.DataFrame, batch: int = 4096) -> np.nd
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), np.float32)
 
 
+def embed_users(user_tower, users: pd.DataFrame, batch: int = 4096) -> np.ndarray:
+    inputs = user_inputs(users)
+    out = [user_tower({k: v[i:i + batch] for k, v in inputs.items()}).numpy() for i in range(0, len(users), batch)]
+    return np.concatenate(out).astype(np.float32)
+
+
 def train(positives: pd.DataFrame, catalogue: pd.DataFrame, *, out_dir: Path,
           settings: TwoTowerSettings = TwoTowerSettings(), data_window: tuple[str, str] | None = None,
-          progress: bool = False) -> TrainedTwoTower:
+          users: pd.DataFrame | None = None, progress: bool = False) -> TrainedTwoTower:
     """Fit on `positives` (user_id, item_id + two_tower_v1 columns, one row per engagement),
-    embed every `catalogue` item, and write a version to `out_dir`."""
+    embed every `catalogue` item, and write a version to `out_dir`. `users` (user_id + the
+    user columns, one row per user: the latest snapshot) are embedded too, so serving needs
+    the user tower only for users whose real-time behaviour changed since."""
     import tensorflow as tf
 
     from training.two_tower_model import USER_SPECS, TwoTowerModel, serving_function
@@ -139,6 +147,9 @@ def train(positives: pd.DataFrame, catalogue: pd.DataFrame, *, out_dir: Path,
                         signatures={"serving_default": serving_function(model.user_tower, USER_SPECS)})
     np.save(out_dir / "item_embeddings.npy", embeddings)
     (out_dir / "item_ids.json").write_text(json.dumps(item_ids))
+    if users is not None and len(users):
+        np.save(out_dir / "user_embeddings.npy", embed_users(model.user_tower, users))
+        (out_dir / "user_ids.json").write_text(json.dumps(users["user_id"].astype(str).tolist()))
     (out_dir / "vocabularies.json").write_text(json.dumps(vocab.to_json()))
     losses = [float(x) for x in history.history.get("loss", [])]
     manifest = write_manifest(
@@ -146,6 +157,6 @@ def train(positives: pd.DataFrame, catalogue: pd.DataFrame, *, out_dir: Path,
         data_window=list(data_window) if data_window else None,
         settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()},
         metrics={"train_loss": losses, "positives": len(positives), "users": len(vocab.users),
-                 "items": len(item_ids)},
+                 "items": len(item_ids), "users_embedded": 0 if users is None else len(users)},
     )
     return TrainedTwoTower(out_dir, manifest, item_ids, embeddings, model.user_tower)

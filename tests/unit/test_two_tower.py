@@ -47,11 +47,11 @@ def test_train_learns_export_and_round_trip(tmp_path):
     from retrieval.two_tower import TwoTowerArtifact
 
     positives, items = frames()
-    result = train(positives, items, out_dir=tmp_path / "v1",
+    users = positives.drop_duplicates("user_id")
+    result = train(positives, items, out_dir=tmp_path / "v1", users=users.iloc[:5],
                    settings=TwoTowerSettings(epochs=8, batch_size=64, learning_rate=0.2, embedding_dim=16))
     assert result.item_embeddings.shape == (60, 16)
     # users of group a should find a/x items above b/y items
-    users = positives.drop_duplicates("user_id")
     art = TwoTowerArtifact.load(tmp_path / "v1")
     emb = art.user_embeddings(users)
     scores = emb @ art.item_embeddings.T
@@ -67,6 +67,10 @@ def test_train_learns_export_and_round_trip(tmp_path):
 
     direct = result.user_tower({k: tf.constant(v) for k, v in user_inputs(users).items()})
     np.testing.assert_allclose(direct.numpy(), emb, rtol=1e-5, atol=1e-6)
+    # the snapshot's users are embedded at export: the same vectors as the tower gives online
+    first = users["user_id"].iloc[0]
+    np.testing.assert_allclose(art.precomputed(first), emb[0], rtol=1e-5, atol=1e-6)
+    assert art.precomputed(users["user_id"].iloc[6]) is None  # not in the snapshot given
     manifest = verify(tmp_path / "v1")
     assert manifest["feature_service"] == "two_tower_v1" and manifest["metrics"]["positives"] == len(positives)
 
