@@ -2,6 +2,7 @@
 PSO vs random-search comparison at the same trial budget.
 
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo speed [--candidates 500] [--record]
+    .venv/bin/python benchmarks/bench_ranking.py --home var/demo quality [--seeds 0 1 2] [--record]
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo search [--budget 12] [--seeds 0 1 2] [--record]
 
 speed: the published `coarse` and `ranker` versions score requests built from real rows of the
@@ -9,6 +10,10 @@ cached training set (one user's features, `--candidates` candidates' item featur
 time and device), through the exact calls the server makes (`FMStudent.score`,
 `Teacher.score`), one thread each (NumPy and TensorFlow pinned to 1 thread), side by side in
 one process: median and p99 per request, candidates/s, the ratio.
+
+quality: on the cached training set, for each seed, the teacher (default settings), the
+CTR-only and CVR-only DNN baselines and the distilled student are trained on the same rows and
+scored on the test day; mean ± sd over seeds per metric (the published versions are one seed).
 
 search: the teacher trial the tuner uses (a 40k-row subsample of the training days, 2 epochs,
 median early stopping) searched by PSO and by random search with the same budget for each
@@ -142,6 +147,65 @@ def search(args) -> dict:
             "plot": str(plot)}
 
 
+def quality(args) -> dict:
+    from dataclasses import replace
+
+    from ranking.features import TeacherEncoder
+    from training.fm_student import FMSettings, train_student
+    from training.mmoe import MMoERanker, MMoESettings
+    from training.ranking_data import load_ranking_data
+    from training.ranking_evaluation import train_baselines
+    from training.ranking_metrics import report
+    from training.ranking_pipeline import STUDENT_FIELDS, head_metrics, labelled
+    from training.teacher_fit import fit, predict
+    from vitrine.config import Home
+    from vitrine.online.redis_local import redis_url
+
+    home = Home.resolve(args.home)
+    data = load_ranking_data(home, redis_url(home), fraction=args.fraction)
+    train_f, val_f, test_f = data.part("train"), data.part("val"), data.part("test")
+    encoder = TeacherEncoder.fit(train_f)
+    train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
+    users, clicks = test_f["user_id"].to_numpy(), test_f["label_click"].to_numpy()
+    per_seed = []
+    for seed in args.seeds:
+        t = time.perf_counter()
+        settings = MMoESettings(seed=seed)
+        model = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), settings)
+        fit(model, train, val, settings, encoder.vocabularies["segment"].values)
+        probs = predict(model, test.inputs)
+        logits = predict(model, train.inputs, logits=True)["ctr"]
+        base, _ = train_baselines(encoder, train_f, val_f, test_f, settings, log=lambda *_: None)
+        student = train_student(train_f, logits, val_f, settings=replace(FMSettings(), seed=seed),
+                                fields=STUDENT_FIELDS)
+        s = student.logits(test_f)
+        row = {"teacher": head_metrics(test_f, probs["p_ctr"], probs["p_cvr"]),
+               "ctr_dnn": head_metrics(test_f, base["ctr"], None),
+               "cvr_dnn": {"cvr": head_metrics(test_f, None, base["cvr"])["cvr"]},
+               "ctr_x_cvr_dnn": {"ctcvr": head_metrics(test_f, base["ctr"], base["cvr"])["ctcvr"]},
+               "student": {"ctr": report(users, clicks, 1 / (1 + np.exp(-s)))}}
+        per_seed.append(row)
+        print(f"seed {seed} ({time.perf_counter() - t:.0f}s): teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
+              f"CTR-only {row['ctr_dnn']['ctr']['auc']:.4f}, student {row['student']['ctr']['auc']:.4f}; "
+              f"CVR AUC teacher {row['teacher']['cvr']['auc']:.4f}, CVR-only {row['cvr_dnn']['cvr']['auc']:.4f}")
+    summary: dict = {}
+    for model in per_seed[0]:
+        for head in per_seed[0][model]:
+            for metric in ("auc", "gauc", "logloss"):
+                vals = [r[model][head][metric] for r in per_seed]
+                summary.setdefault(model, {}).setdefault(head, {})[metric] = (float(np.mean(vals)),
+                                                                              float(np.std(vals)))
+    print(f"\nmean ± sd over seeds {args.seeds} (test day: {len(test_f):,} rows, {int(clicks.sum()):,} clicks, "
+          f"{int(test_f['label_purchase'].sum())} purchases)")
+    print("| model | head | AUC | GAUC | logloss |\n|---|---|---:|---:|---:|")
+    for model, heads in summary.items():
+        for head, m in heads.items():
+            print(f"| {model} | {head} | " + " | ".join(f"{m[k][0]:.4f} ± {m[k][1]:.4f}"
+                                                       for k in ("auc", "gauc", "logloss")) + " |")
+    return {"seeds": args.seeds, "fraction": args.fraction, "dataset": data.describe(), "per_seed": per_seed,
+            "summary": summary}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--home", default="var/demo")
@@ -151,13 +215,16 @@ def main() -> None:
     p.add_argument("--candidates", type=int, nargs="+", default=[500, 200, 100])
     p.add_argument("--requests", type=int, default=50)
     p.add_argument("--repeats", type=int, default=4)
+    r = sub.add_parser("quality")
+    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    r.add_argument("--fraction", type=float, default=0.25)
     q = sub.add_parser("search")
     q.add_argument("--budget", type=int, default=12)
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     q.add_argument("--fraction", type=float, default=0.25)
     q.add_argument("--out", default=None)
     args = parser.parse_args()
-    results = speed(args) if args.what == "speed" else search(args)
+    results = {"speed": speed, "quality": quality, "search": search}[args.what](args)
     if args.record:
         path = ROOT / "benchmarks" / "results" / f"ranking-{args.what}.json"
         path.write_text(json.dumps(results, indent=2, default=float) + "\n")

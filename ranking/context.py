@@ -29,9 +29,9 @@ def context_features(request_unix_s: int, device_code: int | None, candidate_pri
                      price_level: float | None) -> dict[str, np.ndarray]:
     """`context__*` columns (Feast full names) for `n = len(candidate_prices)` candidates of one
     request: int64 arrays for the calendar/device features, float64 for `price_vs_user`."""
-    prices = np.asarray(candidate_prices, dtype=object)
+    prices = np.asarray(candidate_prices)
     prices = np.array([_float(p) for p in prices.ravel()], dtype=np.float64) if prices.dtype == object \
-        else np.asarray(candidate_prices, dtype=np.float64).ravel()
+        else prices.astype(np.float64).ravel()
     n = len(prices)
     t = int(request_unix_s)
     hour = (t // 3600) % 24

@@ -85,6 +85,11 @@ def as_strings(values: Any, n: int) -> np.ndarray:
     if arr.dtype.kind in "US":
         return arr.astype(str).astype(object)
     arr = arr.astype(object)
+    kinds = set(map(type, arr))  # strings (and missing values) as they come from pandas: nothing to convert
+    if kinds <= {str}:
+        return arr
+    if kinds <= {str, type(None)}:
+        return arr.copy()
     out = np.empty(len(arr), dtype=object)
     for i, v in enumerate(arr):
         if v is None or (isinstance(v, float) and not np.isfinite(v)) or v is np.nan:

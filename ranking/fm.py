@@ -41,7 +41,8 @@ class Field:
     """One one-hot field: `kind` is "categorical" (a vocabulary), "bucket" (quantile edges of a
     numeric column) or "cross" (quantile edges of the user's preference weight of the
     candidate's `column` value, the bag named by `side`: "category" or "brand"); for the others
-    `side` is "user" (one value per request) or "row" (per candidate)."""
+    `side` is "user" (the user's columns), "request" (the candidates' context columns, the same for
+    all candidates of one request) or "row" (per candidate)."""
 
     name: str
     column: str
@@ -115,12 +116,19 @@ class FeatureMap:
             if f.kind == "cross":
                 out[:, j] = f.offset + f.encode(preference_weight(users, rows, f.side, f.column, m, n), n)
                 continue
-            source = users if f.side == "user" else rows
+            source, k = (users, m) if f.side == "user" else (rows, m if f.side == "request" else n)
             value = source.get(f.column)
             if hasattr(value, "to_numpy"):
                 value = value.to_numpy()
-            out[:, j] = f.offset + f.encode(value, n)
+            if k == 1 and value is not None and np.ndim(value) == 1:
+                value = value[:1]  # one request: its user and context values are encoded once, broadcast
+            out[:, j] = f.offset + f.encode(value, k)
         return out
+
+    @property
+    def user_fields(self) -> np.ndarray:
+        """Positions of the user and request fields (constant over a request's candidates)."""
+        return np.array([j for j, f in enumerate(self.fields) if f.side in ("user", "request")], dtype=np.int64)
 
     def to_json(self) -> dict:
         return {"fields": [f.to_json() for f in self.fields], "size": self.size}
@@ -141,6 +149,18 @@ def fm_logits(bias: float, linear: np.ndarray, factors: np.ndarray, idx: np.ndar
     return (bias + linear[idx].sum(axis=1) + pair).astype(np.float32)
 
 
+def fm_logits_one_user(bias: float, linear: np.ndarray, factors: np.ndarray, user_idx: np.ndarray,
+                       row_idx: np.ndarray) -> np.ndarray:
+    """The same logits when the fields `user_idx[Fu]` are shared by all candidates: their sums
+    are computed once (equal to `fm_logits` on the concatenated indices)."""
+    vu = factors[user_idx]                             # [Fu, k]
+    su, qu = vu.sum(axis=0), (vu * vu).sum(axis=0)
+    v = factors[row_idx]                               # [n, Fr, k]
+    s = su + v.sum(axis=1)
+    pair = 0.5 * (s * s - qu - (v * v).sum(axis=1)).sum(axis=1)
+    return (bias + linear[user_idx].sum() + linear[row_idx].sum(axis=1) + pair).astype(np.float32)
+
+
 @dataclass
 class FMStudent:
     """A loaded FM student version. `score(user, items, request)` → float32 [n], higher is
@@ -153,6 +173,9 @@ class FMStudent:
     bias: float
     linear: np.ndarray
     factors: np.ndarray
+
+    def __post_init__(self) -> None:
+        self._user_fields = self.feature_map.user_fields
 
     @property
     def version(self) -> str:
@@ -184,7 +207,10 @@ class FMStudent:
         users, rows, n = request_rows(user, items, request)
         if n == 0:
             return np.zeros(0, dtype=np.float32)
-        return fm_logits(self.bias, self.linear, self.factors, self.feature_map.encode(users, rows, n))
+        idx = self.feature_map.encode(users, rows, n)
+        shared = self._user_fields
+        return fm_logits_one_user(self.bias, self.linear, self.factors, idx[0, shared],
+                                  np.delete(idx, shared, axis=1))
 
     def score_frame(self, frame) -> np.ndarray:
         """Logits for training-set rows (one user per row)."""

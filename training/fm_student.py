@@ -32,8 +32,8 @@ COARSE_FIELDS: dict[str, tuple[str, str, str]] = {
     "top_category": ("item_attributes__top_category", "categorical", "row"),
     "price": ("item_attributes__price", "bucket", "row"),
     "rating": ("item_attributes__rating", "bucket", "row"),
-    "hour": ("context__hour_of_day", "categorical", "row"),
-    "device": ("context__device_idx", "categorical", "row"),
+    "hour": ("context__hour_of_day", "categorical", "request"),
+    "device": ("context__device_idx", "categorical", "request"),
     "price_vs_user": ("context__price_vs_user", "bucket", "row"),
 }
 # the user's preference weight of the candidate's category / brand (the user's top categories

@@ -7,11 +7,14 @@ random-search baseline over the same space and trial budget.
   integers but is always evaluated at one. Decoded configurations already evaluated are not
   trained again: the particle gets the recorded score and no budget is spent.
 - **Budget**: the number of trainings. PSO runs `particles` (≈√budget, 3..8) per iteration
-  until the budget is spent; particles left over in the last iteration get no evaluation
-  (cost +inf, so they cannot become a best).
+  until the budget is spent (or, when the swarm only revisits trained points, for at most
+  4 × budget / particles iterations — a search can end under budget); particles left over in
+  the last iteration get no evaluation (cost +inf, so they cannot become a best).
 - **Early stopping of bad trials**: `MedianStopper` — after each epoch a trial whose
   validation score is below the median of earlier trials at the same epoch stops (from the
   third trial on); its best score so far stands.
+- **Start**: optionally a known configuration (the defaults) is the first particle / first
+  random draw, so a search never ends below it on the trial objective.
 - **Log**: every trial (method, seed, parameters, score, epochs run, stopped or not, time)
   goes to a JSON-lines file as it finishes.
 """
@@ -43,6 +46,10 @@ class Dimension:
     def bounds(self) -> tuple[float, float]:
         return (math.log10(self.low), math.log10(self.high)) if self.log else (self.low, self.high)
 
+    def encode(self, value: float) -> float:
+        """The position of a value (inverse of `decode` up to rounding)."""
+        return math.log10(value) if self.log else float(value)
+
     def decode(self, x: float):
         lo, hi = self.bounds()
         v = float(np.clip(x, lo, hi))
@@ -60,6 +67,9 @@ class SearchSpace:
 
     def decode(self, position: Sequence[float]) -> dict:
         return {d.name: d.decode(x) for d, x in zip(self.dimensions, position, strict=True)}
+
+    def encode(self, params: dict) -> np.ndarray:
+        return np.array([d.encode(params[d.name]) for d in self.dimensions], dtype=np.float64)
 
 
 @dataclass
@@ -153,9 +163,10 @@ class _Runner:
 
 
 def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: int = 0,
-               particles: int | None = None, options: dict | None = None,
+               particles: int | None = None, options: dict | None = None, start: dict | None = None,
                log_path: Path | None = None) -> SearchResult:
-    """Maximise `objective` with global-best PSO within `budget` trainings."""
+    """Maximise `objective` with global-best PSO within `budget` trainings. `start`: a known
+    configuration (e.g. the defaults) placed as the first particle; the others start uniformly."""
     import pyswarms as ps
 
     if budget < 1:
@@ -165,8 +176,11 @@ def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: i
     n = min(n, budget)
     lo, hi = space.bounds()
     np.random.seed(seed)  # pyswarms draws from NumPy's global generator
+    init = np.random.uniform(lo, hi, size=(n, len(space.dimensions)))
+    if start is not None:
+        init[0] = np.clip(space.encode(start), lo, hi)
     optimizer = ps.single.GlobalBestPSO(n_particles=n, dimensions=len(space.dimensions),
-                                        options=options or CONSTRICTION, bounds=(lo, hi))
+                                        options=options or CONSTRICTION, bounds=(lo, hi), init_pos=init)
 
     def cost(positions: np.ndarray) -> np.ndarray:
         scores = np.array([runner.score(space.decode(p)) for p in positions])
@@ -179,13 +193,15 @@ def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: i
 
 
 def random_search(objective: Objective, space: SearchSpace, budget: int, *, seed: int = 0,
-                  log_path: Path | None = None) -> SearchResult:
-    """Uniform draws over the same (log-scaled) box, decoded the same way."""
+                  start: dict | None = None, log_path: Path | None = None) -> SearchResult:
+    """Uniform draws over the same (log-scaled) box, decoded the same way (`start` first)."""
     if budget < 1:
         raise ValueError("the tuning budget must be at least 1 trial")
     runner = _Runner(objective, "random", seed, budget, log_path)
     rng = np.random.default_rng(seed)
     lo, hi = space.bounds()
+    if start is not None:
+        runner.score(space.decode(np.clip(space.encode(start), lo, hi)))
     for _ in range(50 * budget):
         if runner.spent:
             break

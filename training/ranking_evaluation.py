@@ -19,6 +19,31 @@ from training.ranking_pipeline import head_metrics, labelled
 from vitrine.config import Home
 from vitrine.versions import latest
 
+BASELINE_SETTINGS = ("embedding_dim", "expert_units", "tower_units", "dropout", "learning_rate", "l2", "epochs",
+                     "batch_size", "patience", "seed")
+
+
+def train_baselines(encoder, train_f, val_f, test_f, settings, *, progress: bool = False,
+                    log=print) -> tuple[dict[str, np.ndarray], dict[str, list]]:
+    """Test-row probabilities of the CTR-only DNN (impressions) and the CVR-only DNN (clicked
+    rows): `settings` with one expert, no FM part, one task, no segment weights."""
+    from training.mmoe import MMoERanker
+    from training.teacher_fit import fit, predict
+
+    base = replace(settings, experts=1, fm=False, adapt_weights=False, segment_weights=())
+    train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
+    probs, curves = {}, {}
+    for task, rows in (("ctr", None), ("cvr", train.click == 1)):
+        s = replace(base, tasks=(task,))
+        model = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), s)
+        tr = train if rows is None else train.subset(rows)
+        va = val if rows is None else val.subset(val.click == 1)
+        fitted = fit(model, tr, va, s, encoder.vocabularies["segment"].values, progress=progress)
+        probs[task] = predict(model, test.inputs)[f"p_{task}"]
+        curves[f"{task.upper()}-only DNN"] = fitted.history
+        log(f"{task.upper()}-only DNN: {len(fitted.history)} epochs, {len(tr):,} rows ({fitted.seconds:.0f}s)")
+    return probs, curves
+
 
 def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = None, out: Path | None = None,
                      progress: bool = False, data: RankingData | None = None, log=print) -> dict:
@@ -26,9 +51,8 @@ def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = Non
     (Markdown, JSON) and plots to `out` (default `<home>/reports/ranking`)."""
     from ranking.fm import FMStudent
     from ranking.teacher import Teacher
-    from training.mmoe import MMoERanker, MMoESettings
+    from training.mmoe import MMoESettings
     from training.ranking_report import plot_metrics, plot_training, write_metrics
-    from training.teacher_fit import fit, predict
 
     teacher = Teacher.load(latest(home, "ranker"))
     student = FMStudent.load(latest(home, "coarse"))
@@ -41,21 +65,10 @@ def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = Non
     models = {f"MMoE teacher {teacher.version}": head_metrics(test_f, p_ctr, p_cvr)}
 
     t = teacher.manifest["settings"]
-    base = replace(MMoESettings(), **{k: t[k] for k in ("embedding_dim", "expert_units", "tower_units", "dropout",
-                                                        "learning_rate", "l2", "epochs", "batch_size", "patience")},
-                   experts=1, fm=False, adapt_weights=False, segment_weights=())
-    train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
+    base = replace(MMoESettings(), **{k: t[k] for k in BASELINE_SETTINGS})
     curves = {"teacher": teacher.manifest.get("history", [])}
-    probs = {}
-    for task, rows in (("ctr", None), ("cvr", train.click == 1)):
-        settings = replace(base, tasks=(task,))
-        model = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), settings)
-        tr = train if rows is None else train.subset(rows)
-        va = val if rows is None else val.subset(val.click == 1)
-        fitted = fit(model, tr, va, settings, encoder.vocabularies["segment"].values, progress=progress)
-        probs[task] = predict(model, test.inputs)[f"p_{task}"]
-        curves[f"{task.upper()}-only DNN"] = fitted.history
-        log(f"{task.upper()}-only DNN: {len(fitted.history)} epochs, {len(tr):,} rows ({fitted.seconds:.0f}s)")
+    probs, histories = train_baselines(encoder, train_f, val_f, test_f, base, progress=progress, log=log)
+    curves.update(histories)
     models["CTR-only DNN"] = head_metrics(test_f, probs["ctr"], None)
     models["CVR-only DNN"] = {"cvr": head_metrics(test_f, None, probs["cvr"])["cvr"]}
     models["CTR-only × CVR-only"] = {"ctcvr": head_metrics(test_f, probs["ctr"], probs["cvr"])["ctcvr"]}

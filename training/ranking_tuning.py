@@ -45,10 +45,12 @@ class TeacherTrials:
                        stopped=result.stopped == "stopped by the tuner", curve=[h["val_auc"] for h in result.history])
 
 
-def search(trials: TeacherTrials, method: str, budget: int, *, seed: int = 0,
+def search(trials: TeacherTrials, method: str, budget: int, *, seed: int = 0, start_from_base: bool = True,
            log_path: Path | None = None) -> SearchResult:
+    """PSO or random search; with `start_from_base` the base settings are the first trial of either."""
+    start = {d.name: getattr(trials.base, d.name) for d in SPACE.dimensions} if start_from_base else None
     if method == "pso":
-        return pso_search(trials, SPACE, budget, seed=seed, log_path=log_path)
+        return pso_search(trials, SPACE, budget, seed=seed, start=start, log_path=log_path)
     if method == "random":
-        return random_search(trials, SPACE, budget, seed=seed, log_path=log_path)
+        return random_search(trials, SPACE, budget, seed=seed, start=start, log_path=log_path)
     raise ValueError(f"unknown tuning method {method!r}: use 'pso' or 'random'")

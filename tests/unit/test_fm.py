@@ -25,6 +25,17 @@ def test_fm_logits_by_hand():
     assert fm_logits(BIAS, LINEAR, FACTORS, np.array([[0, 1, 3]])) == pytest.approx([1.8])
 
 
+def test_one_user_scoring_equals_the_full_sum():
+    from ranking.fm import fm_logits_one_user
+
+    rng = np.random.default_rng(0)
+    linear, factors = rng.normal(size=50).astype(np.float32), rng.normal(size=(50, 4)).astype(np.float32)
+    user, rows = np.array([3, 17]), rng.integers(20, 50, size=(6, 3))
+    full = np.concatenate([np.broadcast_to(user, (6, 2)), rows], axis=1)
+    assert fm_logits_one_user(0.1, linear, factors, user, rows) == pytest.approx(
+        fm_logits(0.1, linear, factors, full), abs=1e-5)
+
+
 def test_distillation_loss_by_hand():
     from training.ranking_task import distillation_loss
 
