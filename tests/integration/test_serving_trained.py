@@ -1,0 +1,138 @@
+"""The whole system on the `tiny` synthetic platform: Spark features, Feast apply and
+materialisation, a two-tower, an MMoE teacher and an FM student trained for real (tiny
+settings), served by a real gRPC server on port 0 over a real Redis. Answers are ranked by
+the models (not degraded), sorted, free of bought items and labelled with routes; an event
+changes the next answer; a newly published version is hot-reloaded, a bad one refused."""
+
+from __future__ import annotations
+
+import shutil
+
+import grpc
+import pandas as pd
+import pytest
+
+from serving.config import ServingConfig, Strategy
+from serving.core import Core
+from serving.proto import pb, pb_grpc
+from serving.server import start_server
+from vitrine.config import Home
+from vitrine.versions import latest, models_dir, publish
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+RANKED = ServingConfig(port=0, http_port=None, reload_seconds=3600,
+                       strategies=(Strategy("control", 100, coarse=True, fine=True),))
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, spark, tmp_path_factory):
+    from spark_jobs.run import run_features
+    from training.fm_student import FMSettings
+    from training.mmoe import MMoESettings
+    from training.ranking_pipeline import train_ranking
+    from training.retrieval_pipeline import train_retrieval
+    from training.two_tower import TwoTowerSettings
+    from vitrine.data.ingest import ingest
+    from vitrine.featurestore.materialize import materialize
+    from vitrine.featurestore.realtime import ensure_table
+    from vitrine.featurestore.repo import run_feast
+    from vitrine.online.redis_local import ManagedRedis, redis_url
+
+    home = Home(tmp_path_factory.mktemp("trained") / "home")
+    ingest(home, merchants=[tiny_data / "merchants.parquet"], items=[tiny_data / "items.parquet"],
+           users=[tiny_data / "users.parquet"], events=[tiny_data / "events"])
+    run_features(home, spark)
+    url = redis_url(home)
+    ensure_table(home)
+    run_feast(home, url, ["apply"], capture=True)
+    materialize(home, url)
+    train_retrieval(home, url, settings=TwoTowerSettings(epochs=1))
+    train_ranking(home, url, teacher=MMoESettings(epochs=1), student=FMSettings(epochs=2), fraction=0.5,
+                  log=lambda *_: None)
+    try:
+        yield home, url
+    finally:
+        ManagedRedis(home.redis_dir).stop()
+
+
+@pytest.fixture(scope="module")
+def server(trained):
+    home, url = trained
+    running = start_server(Core(home, RANKED, redis_url=url), port=0, http_port=None)
+    yield running
+    running.stop(0)
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.RecommenderStub(channel)
+
+
+def _buyer(home: Home) -> tuple[str, list[str]]:
+    prefs = pd.read_parquet(home.features / "user_preferences", columns=["user_id", "event_timestamp",
+                                                                        "bought_items"])
+    prefs = prefs.sort_values("event_timestamp").drop_duplicates("user_id", keep="last")
+    prefs = prefs[prefs["bought_items"].map(lambda b: b is not None and len(b) > 0)]
+    row = prefs.iloc[0]
+    return row["user_id"], list(row["bought_items"])
+
+
+def test_models_rank_the_answer(stub, trained):
+    home, _ = trained
+    user, bought = _buyer(home)
+    r = stub.Recommend(pb.RecommendRequest(user_id=user, k=10), timeout=10)
+    assert not r.degraded, r.degraded_reason
+    assert len(r.items) == 10 and r.ab_bucket == "control"
+    for model in ("two_tower", "ranker", "coarse"):
+        assert latest(home, model).name in r.model_version
+    scores = [i.score for i in r.items]
+    assert scores == sorted(scores, reverse=True)
+    assert not set(bought) & {i.item_id for i in r.items}  # bought: never comes back
+    assert all(i.routes for i in r.items)
+    assert all(0 < i.p_ctr < 1 and 0 < i.p_cvr < 1 for i in r.items)  # the teacher's heads
+    assert {"features", "recall", "coarse", "fine", "adjust"} <= set(r.stage_ms)
+
+
+def test_unknown_users_get_a_ranked_answer(stub):
+    r = stub.Recommend(pb.RecommendRequest(user_id="never-seen-before", k=5), timeout=10)
+    assert not r.degraded and len(r.items) == 5
+
+
+def test_a_purchase_removes_the_item_and_a_click_changes_the_answer(stub, trained):
+    home, _ = trained
+    user, _ = _buyer(home)
+    before = stub.Recommend(pb.RecommendRequest(user_id=user, k=10), timeout=10)
+    top = before.items[0].item_id
+    ack = stub.TrackEvents(pb.TrackEventsRequest(events=[
+        pb.Event(user_id=user, item_id=top, event_type="click"),
+        pb.Event(user_id=user, item_id=top, event_type="purchase")]), timeout=10)
+    assert ack.accepted == 2 and not ack.rejections
+    after = stub.Recommend(pb.RecommendRequest(user_id=user, k=10), timeout=10)
+    assert not after.degraded and top not in [i.item_id for i in after.items]
+    assert [i.item_id for i in after.items] != [i.item_id for i in before.items]
+
+
+def test_a_new_version_is_hot_reloaded_and_a_bad_one_refused(stub, server, trained):
+    home, _ = trained
+    core = server.core
+    serving = latest(home, "coarse")
+    # a copy of the serving version under a new name: valid, so it is swapped in
+    fresh = models_dir(home, "coarse") / "20990101T000000-copy"
+    shutil.copytree(serving, fresh)
+    manifest = (fresh / "manifest.json").read_text().replace(serving.name, fresh.name)
+    (fresh / "manifest.json").write_text(manifest)
+    publish(home, "coarse", fresh)
+    core.refresh()
+    r = stub.Recommend(pb.RecommendRequest(user_id="someone", k=5), timeout=10)
+    assert fresh.name in r.model_version and not r.degraded
+    # a tampered version: refused, the copy keeps serving
+    bad = models_dir(home, "coarse") / "20990102T000000-bad"
+    shutil.copytree(fresh, bad)
+    first = sorted(p for p in bad.iterdir() if p.suffix == ".npy")[0]
+    first.write_bytes(first.read_bytes() + b"tampered")
+    (models_dir(home, "coarse") / "latest").write_text(bad.name + "\n")
+    core.refresh()
+    r = stub.Recommend(pb.RecommendRequest(user_id="someone", k=5), timeout=10)
+    assert fresh.name in r.model_version and bad.name not in r.model_version and not r.degraded
