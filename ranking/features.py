@@ -212,7 +212,7 @@ def request_rows(user: Columns, items: Columns, request: Columns) -> tuple[dict[
     the candidates' including the context features computed from the request."""
     if "request_unix_s" not in request:
         raise ValueError("request needs 'request_unix_s' (unix seconds) to compute the context features")
-    lengths = {len(np.atleast_1d(v)) for v in items.values() if v is not None}
+    lengths = {len(v) if hasattr(v, "__len__") else 1 for v in items.values() if v is not None}
     if len(lengths) > 1:
         raise ValueError(f"candidate feature arrays differ in length: {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
@@ -318,6 +318,13 @@ def preference_weight(users: Columns, rows: Columns, bag: str, row_column: str, 
     lists, weights = USER_BAGS[bag]
     names, wts = pad_bag(_col(users, lists, m), _col(users, weights, m), m)
     values = as_strings(_col(rows, row_column, n), n)
+    if m == 1 and n > 1:  # one request: a dict of the user's few preferences, one lookup per candidate
+        prefs: dict[str, float] = {}
+        for name, w in zip(names[0], wts[0], strict=True):
+            if name is not None:
+                prefs[name] = prefs.get(name, 0.0) + float(w)
+        get = prefs.get
+        return np.fromiter((get(v, 0.0) for v in values), dtype=np.float64, count=n)
     hit = (names == values[:, None]) & (values[:, None] != None)  # noqa: E711 (elementwise)
     return (hit * wts).sum(axis=1)
 

@@ -62,7 +62,7 @@ def test_feature_map_offsets_and_encoding():
     rows = {"item_attributes__price": np.array([0.0, math.e - 1, -5.0, np.nan, 100.0])}
     idx = fmap.encode({"user_behaviour__segment": ["normal"]}, rows, 5)
     assert idx[:, 0].tolist() == [2] * 5  # "normal" is value 2 of the segment field, broadcast
-    # signed log1p: 0 → 0 → bucket 2; e−1 → 1 → 3; −5 → <0 → 1; NaN → 0 (unknown); 100 → 4.6 → 3
+    # edges 0, 1 on the raw values: 0 → bucket 2; e−1 → 3; −5 → 1; NaN → 0 (unknown); 100 → 3
     assert (idx[:, 1] - 3).tolist() == [2, 3, 1, 0, 3]
     assert fmap.encode({}, rows, 5)[:, 0].tolist() == [0] * 5  # no segment (a new user) → unknown
     again = FeatureMap.from_json(fmap.to_json())
