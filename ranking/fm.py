@@ -32,6 +32,7 @@ from ranking.features import (
 from vitrine.versions import BadModelVersion, verify
 
 FEATURE_MAP = "feature_map.json"
+FORMAT = 2  # 2: bucket edges on raw values (1 had them on signed log1p)
 ARRAYS = ("bias", "linear", "factors")
 
 
@@ -134,10 +135,12 @@ class FeatureMap:
         return np.array([j for j, f in enumerate(self.fields) if f.side in ("user", "request")], dtype=np.int64)
 
     def to_json(self) -> dict:
-        return {"fields": [f.to_json() for f in self.fields], "size": self.size}
+        return {"format": FORMAT, "fields": [f.to_json() for f in self.fields], "size": self.size}
 
     @classmethod
     def from_json(cls, d: dict) -> FeatureMap:
+        if d.get("format") != FORMAT:
+            raise ValueError(f"feature map format {d.get('format')!r}, this code reads {FORMAT}: retrain the student")
         fm = cls([Field(**{k: v for k, v in f.items() if k != "offset"}) for f in d["fields"]])
         if fm.size != d["size"] or [f.offset for f in fm.fields] != [f["offset"] for f in d["fields"]]:
             raise ValueError("feature map offsets do not add up")
