@@ -129,13 +129,15 @@ def test_train_and_evaluate_ranking_publish_versions_and_report(frames, home, tm
     data = RankingData(frame, tmp_path / "synthetic.parquet", {"service": "ranker_v1", "fraction": 1.0,
                                                                "eval_fraction": 1.0, "seed": 0}, split)
     logs = []
-    run = train_ranking(home, "redis://unused", teacher=MMoESettings(epochs=2, batch_size=256, learning_rate=0.01),
-                        student=FMSettings(epochs=2, learning_rate=0.05), tune="pso", budget=2, data=data,
-                        log=logs.append)
+    # budget 1: the search's first trial is the base configuration (kept without a second full fit)
+    run = train_ranking(home, "redis://unused", teacher=MMoESettings(epochs=1, batch_size=256, learning_rate=0.01),
+                        student=FMSettings(epochs=1, learning_rate=0.05, buckets=8), tune="pso", budget=1,
+                        data=data, log=logs.append)
     assert latest(home, "ranker") == run.teacher_dir and latest(home, "coarse") == run.student_dir
     m = run.teacher_manifest
     assert m["feature_service"] == "ranker_v1" and m["tuning"]["method"] == "pso"
-    assert len(m["tuning"]["best_so_far"]) == 2 and m["metrics"]["test"]["ctr"]["auc"] > 0.6
+    assert len(m["tuning"]["best_so_far"]) == 1 and m["metrics"]["test"]["ctr"]["auc"] > 0.6
+    assert m["tuning"]["best"]["params"]["learning_rate"] == pytest.approx(0.01)
     assert run.student_manifest["teacher_version"] == run.teacher_dir.name
     assert (run.report_dir / "training_curves.png").exists() and (run.report_dir / "tuning-pso.jsonl").exists()
     out = evaluate_ranking(home, "redis://unused", data=data, out=tmp_path / "report", log=logs.append)
