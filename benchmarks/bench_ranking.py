@@ -8,8 +8,8 @@ PSO vs random-search comparison at the same trial budget.
 speed: the published `coarse` and `ranker` versions score requests built from real rows of the
 cached training set (one user's features, `--candidates` candidates' item features, a request
 time and device), through the exact calls the server makes (`FMStudent.score`,
-`Teacher.score`), one thread each (NumPy and TensorFlow pinned to 1 thread), side by side in
-one process: median and p99 per request, candidates/s, the ratio.
+`Teacher.score`), one thread each (NumPy and TensorFlow pinned to 1 thread), in alternating
+blocks in one process: median and p99 per request, candidates/s, the ratio.
 
 quality: on the cached training set, for each seed, the teacher (default settings), the
 CTR-only and CVR-only DNN baselines and the distilled student are trained on the same rows and
@@ -58,15 +58,20 @@ def _requests(frame, n_candidates: int, count: int, seed: int = 0) -> list[tuple
     return out
 
 
-def _time(fn, requests, repeats: int) -> list[float]:
+def _time_side_by_side(fns: dict, requests, repeats: int) -> dict[str, list[float]]:
+    """Alternating blocks (every request through one scorer, then the other, `repeats` times), so
+    drifting load from other processes hits both alike. Not per call: right after a TensorFlow
+    call its thread pool is still spinning, which would be charged to the next NumPy call."""
     for user, items, request in requests[:5]:
-        fn(user, items, request)  # warm up (TF traces, caches)
-    times = []
+        for fn in fns.values():
+            fn(user, items, request)  # warm up (TF traces, caches)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        for user, items, request in requests:
-            t = time.perf_counter()
-            fn(user, items, request)
-            times.append(time.perf_counter() - t)
+        for name, fn in fns.items():
+            for user, items, request in requests:
+                t = time.perf_counter()
+                fn(user, items, request)
+                times[name].append(time.perf_counter() - t)
     return times
 
 
@@ -93,8 +98,8 @@ def speed(args) -> dict:
     for n in args.candidates:
         reqs = _requests(test, n, args.requests)
         rows = {}
-        for name, fn in (("student", student.score), ("teacher", teacher.score)):
-            times = _time(fn, reqs, args.repeats)
+        timed = _time_side_by_side({"student": student.score, "teacher": teacher.score}, reqs, args.repeats)
+        for name, times in timed.items():
             med = statistics.median(times)
             rows[name] = {"median_ms": med * 1e3, "p99_ms": float(np.percentile(times, 99)) * 1e3,
                           "candidates_per_s": n / med, "calls": len(times)}
