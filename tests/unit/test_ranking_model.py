@@ -80,6 +80,7 @@ def teacher_version(frames, tmp_path_factory):
     return directory, predict(model, labelled(enc, test_f).inputs), result
 
 
+@pytest.mark.slow  # the module's teacher fit: ~10 s
 def test_teacher_learns_and_reloads_to_identical_scores(frames, teacher_version):
     from ranking.teacher import Teacher
     from training.ranking_metrics import auc
@@ -94,6 +95,7 @@ def test_teacher_learns_and_reloads_to_identical_scores(frames, teacher_version)
     assert p_ctr == pytest.approx(in_memory["p_ctr"], abs=1e-6) and p_cvr == pytest.approx(in_memory["p_cvr"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_teacher_serving_call_equals_training_rows_and_handles_new_users(frames, teacher_version):
     from ranking.teacher import Teacher
 
