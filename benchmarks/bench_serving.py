@@ -34,18 +34,24 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+# gRPC shares one TCP connection among channels to the same target unless told otherwise;
+# separate callers (shop back ends) have separate connections
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
+
 
 def pct(xs, q) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, q)) if len(xs) else float("nan")
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, int]:
+def start_server(home: Path, config: Path | None = None, processes: int = 1) -> tuple[subprocess.Popen, int]:
     from vitrine.online.redis_local import free_port
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "vitrine.cli", "--home", str(home), "serve", "--port", str(port),
-                             "--http-port", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             "--http-port", "0", *(["--config", str(config)] if config else []),
+                             "--processes", str(processes)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = proc.stdout.readline()
     if "serving" not in line:
         proc.kill()
@@ -73,7 +79,10 @@ def single_client(stub, pb, users, n: int, k: int) -> dict:
             "stage_median_ms": {s: float(np.median(v)) for s, v in stages.items()}}
 
 
-def closed_loop(stub, pb, users, clients: int, seconds: float, k: int) -> dict:
+def closed_loop(port: int, pb, pb_grpc, users, clients: int, seconds: float, k: int) -> dict:
+    """`clients` callers, each with its own connection (as separate shop back ends have: with
+    several server processes the kernel spreads connections, not requests), each sending
+    its next request as soon as the previous answer arrives."""
     lat: list[float] = []
     degraded = [0]
     lock = threading.Lock()
@@ -81,12 +90,15 @@ def closed_loop(stub, pb, users, clients: int, seconds: float, k: int) -> dict:
 
     def worker(offset: int) -> None:
         i, mine, deg = offset, [], 0
-        while time.perf_counter() < stop:
-            t = time.perf_counter()
-            r = stub.Recommend(pb.RecommendRequest(user_id=users[i % len(users)], k=k), timeout=5)
-            mine.append(time.perf_counter() - t)
-            deg += r.degraded
-            i += clients
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=OWN_CONNECTION) as channel:
+            stub = pb_grpc.RecommenderStub(channel)
+            stub.Recommend(pb.RecommendRequest(user_id=users[i % len(users)], k=k), timeout=5)  # connect
+            while time.perf_counter() < stop:
+                t = time.perf_counter()
+                r = stub.Recommend(pb.RecommendRequest(user_id=users[i % len(users)], k=k), timeout=5)
+                mine.append(time.perf_counter() - t)
+                deg += r.degraded
+                i += clients
         with lock:
             lat.extend(mine)
             degraded[0] += deg
@@ -100,6 +112,45 @@ def closed_loop(stub, pb, users, clients: int, seconds: float, k: int) -> dict:
     wall = time.perf_counter() - t0
     return {"clients": clients, "seconds": wall, "requests": len(lat), "rps": len(lat) / wall,
             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "degraded": degraded[0]}
+
+
+def open_loop(port: int, pb, pb_grpc, users, rate: float, seconds: float, k: int, connections: int = 16) -> dict:
+    """Requests arrive at a fixed `rate` (a Poisson-free, evenly spaced schedule) whatever the
+    server's speed — latency is measured from each request's scheduled time, so queueing
+    behind a slow server counts (no coordinated omission)."""
+    channels = [grpc.insecure_channel(f"127.0.0.1:{port}", options=OWN_CONNECTION) for _ in range(connections)]
+    stubs = [pb_grpc.RecommenderStub(c) for c in channels]
+    for i, s in enumerate(stubs):
+        s.Recommend(pb.RecommendRequest(user_id=users[i % len(users)], k=k), timeout=5)
+    lat: list[float] = []
+    degraded = [0]
+    lock = threading.Lock()
+    n = int(rate * seconds)
+    t0 = time.perf_counter() + 0.1
+
+    def done(fut, scheduled: float) -> None:
+        r = fut.result()
+        with lock:
+            lat.append(time.perf_counter() - scheduled)
+            degraded[0] += r.degraded
+
+    futures = []
+    for i in range(n):
+        scheduled = t0 + i / rate
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        fut = stubs[i % connections].Recommend.future(
+            pb.RecommendRequest(user_id=users[i % len(users)], k=k), timeout=5)
+        fut.add_done_callback(lambda f, s=scheduled: done(f, s))
+        futures.append(fut)
+    for f in futures:
+        f.exception()
+    wall = time.perf_counter() - t0
+    for c in channels:
+        c.close()
+    return {"rate": rate, "requests": n, "achieved_rps": n / wall, "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99),
+            "degraded": degraded[0]}
 
 
 def timed(fn, n: int) -> list[float]:
@@ -167,7 +218,8 @@ def realtime(stub, pb, home: Path, n: int) -> dict:
     from vitrine.online.redis_local import redis_url
 
     url = redis_url(Home(home))
-    reader = UserFeatureReader(redis_client(url, 1.0), project_name(), entity_views(feature_store(home, url), "user"))
+    store = feature_store(Home(home), url)
+    reader = UserFeatureReader(redis_client(url, 1.0), project_name(), entity_views(store, "user"))
     items = pd.read_parquet(home / "features" / "item_attributes", columns=["item_id"])["item_id"].unique()[:50]
     lat = []
     for i in range(n):
@@ -193,6 +245,9 @@ def main() -> None:
     p.add_argument("--single", type=int, default=500)
     p.add_argument("--skip-server", action="store_true", help="only the in-process side-by-side figures")
     p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--config", type=Path, default=None, help="serving settings JSON for the server")
+    p.add_argument("--processes", type=int, default=1, help="server processes (vitrine serve --processes)")
+    p.add_argument("--rate", type=float, default=150.0, help="open-loop arrival rate (requests/s) for the p99 test")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--events", type=int, default=0,
                    help="real-time events to send (they are APPENDED to the home's event log; use a scratch home)")
@@ -202,17 +257,19 @@ def main() -> None:
     home = args.home.resolve()
     users = users_of(home, 2000)
     result: dict = {"home": str(home), "command": " ".join(sys.argv), "k": args.k, "cpus": os.cpu_count()}
-    proc, port = start_server(home) if not args.skip_server else (None, 0)
+    proc, port = start_server(home, args.config, args.processes) if not args.skip_server else (None, 0)
     try:
         if proc is None:
             raise _Skip
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{port}", options=OWN_CONNECTION) as channel:
             stub = pb_grpc.RecommenderStub(channel)
             single_client(stub, pb, users, 50, args.k)  # warm
             result["single"] = single_client(stub, pb, users, args.single, args.k)
             print("single client", json.dumps(result["single"]), flush=True)
-            result["closed_loop"] = closed_loop(stub, pb, users, args.clients, args.seconds, args.k)
+            result["closed_loop"] = closed_loop(port, pb, pb_grpc, users, args.clients, args.seconds, args.k)
             print("closed loop", json.dumps(result["closed_loop"]), flush=True)
+            result["open_loop"] = open_loop(port, pb, pb_grpc, users, args.rate, args.seconds, args.k)
+            print("open loop", json.dumps(result["open_loop"]), flush=True)
             if args.events:
                 result["realtime"] = realtime(stub, pb, home, args.events)
                 print("event → feature", json.dumps(result["realtime"]), flush=True)

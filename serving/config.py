@@ -50,7 +50,7 @@ class ServingConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     http_port: int | None = 8080  # gateway (POST /collect, GET /recommend, /metrics); None = off
-    grpc_workers: int = 8  # handler threads; the GIL and 2 cores bound useful parallelism
+    grpc_workers: int = 2  # handler threads per process: 2 did 91 req/s where 8 did 62 (GIL; docs/benchmarks.md)
     max_concurrent_rpcs: int = 256
     recall_k: int = 500  # candidates from the recall merger
     coarse_k: int = 150  # kept by the FM student for the teacher

@@ -234,6 +234,9 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, default=None,
                    help="HTTP gateway port: POST /collect, GET /recommend, /metrics (default 8080)")
     p.add_argument("--config", type=Path, default=None, help="serving settings (JSON): budgets, A/B strategies, ...")
+    p.add_argument("--processes", type=int, default=1,
+                   help="server processes sharing the gRPC port (SO_REUSEPORT); about one per core (default 1)")
+    p.add_argument("--no-http", action="store_true", help="no HTTP gateway")
 
 
 @command("serve", "run the gRPC Recommend server (and its HTTP gateway) on this home", _serve_args)
@@ -245,8 +248,12 @@ def _serve(args: argparse.Namespace, home: Home) -> int:
     from serving.metrics import configure_logging
     from serving.server import serve_forever, start_server
 
+    if args.processes > 1:
+        from serving.processes import serve_processes
+
+        return serve_processes(home.root, args.processes, args.port, args.http_port, args.config)
     configure_logging()
-    running = start_server(Core(home, _serving_config(args)))
+    running = start_server(Core(home, _serving_config(args)), http_port=None if args.no_http else -1)
     gateway = f", HTTP on {running.gateway.port}" if running.gateway else ""
     print(f"serving {home.root}: gRPC on {running.address}{gateway} "
           f"(models: {running.core.models.current.version_string()}); Ctrl-C stops", flush=True)

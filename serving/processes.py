@@ -1,0 +1,58 @@
+"""Several server processes on one port: Python runs one request's Python parts at a time per
+process (the GIL), so on N cores N processes serve N requests at once. Each child is a full
+`vitrine serve` (its own core, item cache, models, hot reload) bound to the same gRPC port
+with SO_REUSEPORT — the kernel spreads connections over them; only the first child runs the
+HTTP gateway. The parent forwards SIGTERM/SIGINT and waits for every child's graceful stop.
+
+Real-time updates of one user are serialised per process (serving/events.py); two processes
+receiving events for the same user in the same few milliseconds can race on that user's
+real-time row (the event log itself is safe: it is written under the home's file lock).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from vitrine.online.redis_local import free_port
+
+
+def serve_processes(home_root: Path, processes: int, port: int | None, http_port: int | None,
+                    config: Path | None) -> int:
+    if port in (None, 0):
+        port = free_port() if port == 0 else 50051
+    children = []
+    for i in range(processes):
+        cmd = [sys.executable, "-m", "vitrine.cli", "--home", str(home_root), "serve", "--port", str(port),
+               "--processes", "1"]
+        if i > 0:
+            cmd += ["--no-http"]
+        elif http_port is not None:
+            cmd += ["--http-port", str(http_port)]
+        if config is not None:
+            cmd += ["--config", str(config)]
+        children.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+    lines = [c.stdout.readline().strip() for c in children]
+    if not all(line.startswith("serving") for line in lines):
+        for c in children:
+            c.terminate()
+        raise OSError(f"a server process did not start: {lines}")
+    print(f"{lines[0]} [{processes} processes, SO_REUSEPORT]", flush=True)
+    done = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not done.wait(1.0):
+        if any(c.poll() is not None for c in children):
+            break  # a child died: stop the others rather than serve at reduced capacity unnoticed
+    for c in children:
+        if c.poll() is None:
+            c.send_signal(signal.SIGTERM)
+    codes = [c.wait() for c in children]
+    return max(codes) if any(codes) else 0
