@@ -10,11 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from serving.api import Recommendation, RecommendRequest, TrackResult
 from serving.config import ServingConfig
-from serving.events import EventCollector, feast_pusher
+from serving.events import EventCollector, direct_pusher
 from serving.features import UserFeatureReader, entity_views
 from serving.items import ItemCache
 from serving.metrics import Metrics
@@ -47,13 +45,13 @@ class Core:
         self.client = redis_client(self.redis_url, config.redis_timeout_s)
         self.reader = UserFeatureReader(self.client, project_name(), entity_views(self.store, "user"))
         self.items = ItemCache.load(self.store)
-        self._known_items = pa.array(self.items.ids.tolist(), type=pa.string())
         self.metrics.item_cache_items.set(self.items.size)
         self.models = ModelSet(home, self.metrics)
         self.models.reload()
         self.warm_up()
-        self.collector = EventCollector(home, config, self.metrics, self.reader, feast_pusher(self.store),
-                                        lambda: self._known_items if self.items.size else None)
+        self.collector = EventCollector(home, config, self.metrics, self.reader,
+                                        direct_pusher(self.store, self.client, project_name()),
+                                        lambda: self.items.row_of if self.items.size else None)
         self._registry = home.feast / "registry.db"
         self._registry_stamp = self._stamp(self._registry)
         self._stop = threading.Event()
@@ -103,7 +101,7 @@ class Core:
             if ItemCache.marker_of(self.store) != self.items.marker:
                 t = time.perf_counter()
                 items = ItemCache.load(self.store)
-                self.items, self._known_items = items, pa.array(items.ids.tolist(), type=pa.string())
+                self.items = items
                 self.metrics.item_cache_items.set(items.size)
                 log.info("item cache reloaded", extra={"items": items.size,
                                                        "seconds": round(time.perf_counter() - t, 3)})

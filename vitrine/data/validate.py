@@ -157,19 +157,25 @@ def _check_column(col: Column, raw: pa.Array | None, n: int,
     return out
 
 
-def check_references(values: pa.Array, known: pa.Array, field_name: str, what: str) -> _Failure | None:
-    """Rows whose (non-null) `values` are not in `known`."""
-    unknown = _np_mask(pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known))))
+def check_references(values: pa.Array, known, field_name: str, what: str) -> _Failure | None:
+    """Rows whose (non-null) `values` are not in `known`: an Arrow array (bulk ingest), or any
+    Python container with `in` (a server's few events against a 100k-item catalogue: Arrow
+    would hash the whole catalogue on every call)."""
+    if isinstance(known, (pa.Array, pa.ChunkedArray)):
+        unknown = _np_mask(pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known))))
+    else:
+        unknown = np.array([v is not None and v not in known for v in values.to_pylist()], dtype=bool)
     if unknown.any():
         return _Failure(unknown, field_name, f"unknown {what} (not in the {what}s catalogue)")
     return None
 
 
 def check_batch(batch: pa.Table | pa.RecordBatch, schema: TableSchema, *, source: str,
-                first_row: int | np.ndarray, references: dict[str, tuple[pa.Array, str]] | None = None
+                first_row: int | np.ndarray, references: dict[str, tuple[object, str]] | None = None
                 ) -> Checked:
     """Validate one batch. `first_row` is the 1-based source row of its first row (or an
-    explicit array of row numbers); `references` maps a column to (known ids, what)."""
+    explicit array of row numbers); `references` maps a column to (known ids, what): an
+    Arrow array or a Python set/dict."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     n = table.num_rows
     rows = (np.arange(first_row, first_row + n, dtype=np.int64) if np.isscalar(first_row)
