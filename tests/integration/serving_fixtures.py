@@ -27,3 +27,25 @@ def served_copy(small_home: Home, root: Path) -> Iterator[tuple[Home, str]]:
         yield home, url
     finally:
         ManagedRedis(home.redis_dir).stop()
+
+
+def running_server(home: Home, url: str, config, http_port: int | None = None):
+    """A real server on a free port over `home` (a generator for module fixtures)."""
+    from serving.core import Core
+    from serving.server import start_server
+
+    running = start_server(Core(home, config, redis_url=url), port=0, http_port=http_port)
+    try:
+        yield running
+    finally:
+        running.stop(0)
+
+
+def stub_of(server):
+    """A Recommender stub on its own channel to `server` (a generator for module fixtures)."""
+    import grpc
+
+    from serving.proto import pb_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.RecommenderStub(channel)

@@ -13,10 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from serving.config import ServingConfig
-from serving.core import Core
-from serving.proto import SERVICE_NAME, pb, pb_grpc
-from serving.server import start_server
-from tests.integration.serving_fixtures import served_copy
+from serving.proto import SERVICE_NAME, pb
+from tests.integration.serving_fixtures import running_server, served_copy, stub_of
 from vitrine.data.eventlog import EventLog
 from vitrine.online.redis_local import ManagedRedis
 
@@ -31,16 +29,12 @@ def served(small_home, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(served):
     home, url = served
-    core = Core(home, ServingConfig(port=0, http_port=0, reload_seconds=3600), redis_url=url)
-    running = start_server(core, port=0, http_port=0)
-    yield running
-    running.stop(0)
+    yield from running_server(home, url, ServingConfig(port=0, http_port=0, reload_seconds=3600), http_port=0)
 
 
 @pytest.fixture(scope="module")
 def stub(server):
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield pb_grpc.RecommenderStub(channel)
+    yield from stub_of(server)
 
 
 def recommend(stub, user: str, k: int, **kw) -> pb.RecommendResponse:

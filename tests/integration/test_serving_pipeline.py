@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 
-import grpc
 import pytest
 
 from serving.config import ServingConfig, Strategy
 from serving.core import Core
-from serving.proto import pb, pb_grpc
-from serving.server import start_server
-from tests.integration.serving_fixtures import served_copy
+from serving.proto import pb
+from tests.integration.serving_fixtures import running_server, served_copy, stub_of
 from vitrine.versions import models_dir
 
 pytestmark = pytest.mark.integration
@@ -31,15 +29,12 @@ def served(small_home, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(served):
     home, url = served
-    running = start_server(Core(home, RECALL_ONLY, redis_url=url), port=0, http_port=None)
-    yield running
-    running.stop(0)
+    yield from running_server(home, url, RECALL_ONLY)
 
 
 @pytest.fixture(scope="module")
 def stub(server):
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield pb_grpc.RecommenderStub(channel)
+    yield from stub_of(server)
 
 
 def ids(response) -> list[str]:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import shutil
 
-import grpc
 import pandas as pd
 import pytest
 
 from serving.config import ServingConfig, Strategy
-from serving.core import Core
-from serving.proto import pb, pb_grpc
-from serving.server import start_server
+from serving.proto import pb
+from tests.integration.serving_fixtures import running_server, stub_of
 from vitrine.config import Home
 from vitrine.versions import latest, models_dir, publish
 
@@ -59,15 +57,12 @@ def trained(tiny_data, spark, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(trained):
     home, url = trained
-    running = start_server(Core(home, RANKED, redis_url=url), port=0, http_port=None)
-    yield running
-    running.stop(0)
+    yield from running_server(home, url, RANKED)
 
 
 @pytest.fixture(scope="module")
 def stub(server):
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield pb_grpc.RecommenderStub(channel)
+    yield from stub_of(server)
 
 
 def _buyer(home: Home) -> tuple[str, list[str]]:
