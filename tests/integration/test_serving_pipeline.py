@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from serving.config import ServingConfig, Strategy
+from serving.config import Budgets, ServingConfig, Strategy
 from serving.core import Core
 from serving.proto import pb
 from tests.integration.serving_fixtures import running_server, served_copy, stub_of
@@ -17,7 +17,8 @@ from vitrine.versions import models_dir
 pytestmark = pytest.mark.integration
 
 # no ranker is published in this home: the arm that ranks by recall alone answers undegraded
-RECALL_ONLY = ServingConfig(port=0, http_port=None, reload_seconds=3600,
+# budgets far above any stage's time: a loaded CI machine must not make these timing tests
+RECALL_ONLY = ServingConfig(port=0, http_port=None, reload_seconds=3600, budgets=Budgets(*[60_000.0] * 6),
                             strategies=(Strategy("recall_only", 100, coarse=False, fine=False),))
 
 

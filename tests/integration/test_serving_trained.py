@@ -11,7 +11,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from serving.config import ServingConfig, Strategy
+from serving.config import Budgets, ServingConfig, Strategy
 from serving.proto import pb
 from tests.integration.serving_fixtures import running_server, stub_of
 from vitrine.config import Home
@@ -19,7 +19,9 @@ from vitrine.versions import latest, models_dir, publish
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-RANKED = ServingConfig(port=0, http_port=None, reload_seconds=3600,
+# budgets far above any stage's time: these tests are about what the models answer; a CI
+# machine under load must not turn them into timing tests (budgets have their own tests)
+RANKED = ServingConfig(port=0, http_port=None, reload_seconds=3600, budgets=Budgets(*[60_000.0] * 6),
                        strategies=(Strategy("control", 100, coarse=True, fine=True),))
 
 
@@ -131,3 +133,21 @@ def test_a_new_version_is_hot_reloaded_and_a_bad_one_refused(stub, server, train
     core.refresh()
     r = stub.Recommend(pb.RecommendRequest(user_id="someone", k=5), timeout=10)
     assert fresh.name in r.model_version and bad.name not in r.model_version and not r.degraded
+    publish(home, "coarse", fresh)  # leave a valid `latest` for the tests after this one
+
+
+def test_a_stage_past_its_budget_gives_a_degraded_answer_not_an_error(trained):
+    from dataclasses import replace
+
+    from serving.core import Core
+    from serving.validation import recommend_request
+
+    home, url = trained
+    tight = replace(RANKED, budgets=replace(RANKED.budgets, coarse=0.0001))  # no FM call is this fast
+    core = Core(home, tight, redis_url=url)
+    try:
+        r = core.recommend(recommend_request(tight, user_id=_buyer(home)[0], k=5))
+    finally:
+        core.close()
+    assert r.degraded and r.degraded_reason == "coarse_late"
+    assert len(r.items) == 5 and all(i.routes[0] in ("hot", "new") for i in r.items)
