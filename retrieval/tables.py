@@ -29,6 +29,11 @@ def latest_rows(path: Path, key: str, as_of: datetime | None = None, columns: li
     return df.sort_values(["event_timestamp", key], kind="stable").drop_duplicates(key, keep="last")
 
 
+def _prefixed(df: pd.DataFrame, view: str, key: str) -> pd.DataFrame:
+    """A view's rows in Feast full names (`<view>__<feature>`), without the row timestamp."""
+    return df.drop(columns=["event_timestamp"]).rename(columns={c: f"{view}__{c}" for c in df if c != key})
+
+
 def item_frame(features: Path, as_of: datetime | None = None) -> pd.DataFrame:
     """Every item listed by `as_of`: latest attributes and stats, in Feast full names
     (`item_attributes__category`, `item_stats__heat`, ...), sorted by item id."""
@@ -37,11 +42,9 @@ def item_frame(features: Path, as_of: datetime | None = None) -> pd.DataFrame:
         created = pd.to_datetime(attrs["created_at"], utc=True)
         attrs = attrs[created.isna() | (created <= pd.Timestamp(as_of))]
     stats = latest_rows(features / "item_stats", "item_id", as_of)
-    attrs = attrs.drop(columns=["event_timestamp"]).rename(
-        columns={c: f"item_attributes__{c}" for c in attrs if c not in ("item_id", "event_timestamp")})
-    stats = stats.drop(columns=["event_timestamp"]).rename(
-        columns={c: f"item_stats__{c}" for c in stats if c not in ("item_id", "event_timestamp")})
-    frame = attrs.merge(stats, on="item_id", how="outer") if len(attrs) else stats
+    attrs, stats = _prefixed(attrs, "item_attributes", "item_id"), _prefixed(stats, "item_stats", "item_id")
+    # the catalogue's items (with their stats); only stats when a log came without a catalogue
+    frame = attrs.merge(stats, on="item_id", how="left") if len(attrs) else stats
     return frame.sort_values("item_id").reset_index(drop=True)
 
 
@@ -100,8 +103,7 @@ def user_frame(features: Path, as_of: datetime | None = None, users: list[str] |
         df = latest_rows(features / view, "user_id", as_of)
         if users is not None:
             df = df[df["user_id"].isin(users)]
-        df = df.drop(columns=["event_timestamp"]).rename(
-            columns={c: f"{view}__{c}" for c in df if c not in ("user_id", "event_timestamp")})
+        df = _prefixed(df, view, "user_id")
         frame = df if frame is None else frame.merge(df, on="user_id", how="outer")
     assert frame is not None
     if users is not None:

@@ -40,9 +40,11 @@ def _strings(series: pd.Series) -> np.ndarray:
     return series.fillna("").astype(str).to_numpy(dtype=object)
 
 
-def _pad_lists(series: pd.Series, width: int) -> np.ndarray:
-    out = np.full((len(series), width), "", dtype=object)
-    for i, value in enumerate(series.tolist()):
+def _pad_lists(values, width: int) -> np.ndarray:
+    """[n, width] strings from list values (a Series or a plain list; None/NaN = empty)."""
+    values = values.tolist() if hasattr(values, "tolist") else list(values)
+    out = np.full((len(values), width), "", dtype=object)
+    for i, value in enumerate(values):
         if value is None or (isinstance(value, float) and np.isnan(value)):
             continue
         values = [str(v) for v in list(value)[:width]]
@@ -116,7 +118,6 @@ def _clipped(v) -> float:
 def user_inputs_from_rows(user_ids: list[str], rows: list[dict]) -> dict[str, np.ndarray]:
     """`user_inputs` for online feature dicts (Feast full names), without pandas: the
     serving path, a few microseconds per user. Same arrays as `user_inputs(frame)`."""
-    n = len(rows)
     out = {"user_id": np.array([str(u) for u in user_ids], dtype=object)}
     for name in USER_CATEGORICAL:
         col = USER_COLUMNS[name]
@@ -125,13 +126,5 @@ def user_inputs_from_rows(user_ids: list[str], rows: list[dict]) -> dict[str, np
         col = USER_COLUMNS[name]
         out[name] = np.log1p(np.array([_clipped(r.get(col)) for r in rows], dtype=np.float32))
     for name, width in (("top_categorys", TOP_CATEGORIES), ("recent_items", RECENT)):
-        col = USER_COLUMNS[name]
-        padded = np.full((n, width), "", dtype=object)
-        for i, r in enumerate(rows):
-            value = r.get(col)
-            if value is None or (isinstance(value, float) and np.isnan(value)):
-                continue
-            values = [str(v) for v in list(value)[:width]]
-            padded[i, : len(values)] = values
-        out[name] = padded
+        out[name] = _pad_lists([r.get(USER_COLUMNS[name]) for r in rows], width)
     return out
