@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from ranking.context import PREFIX as CONTEXT_PREFIX
 from ranking.features import (
+    PRICE,
     Columns,
     as_floats,
     as_strings,
@@ -113,10 +115,31 @@ class FeatureMap:
                 fields.append(Field(name, column, "bucket", side, edges=[float(v) for v in np.unique(qs)]))
         return cls(fields)
 
-    def encode(self, users: Columns, rows: Columns, n: int, m: int = 1) -> np.ndarray:
-        """Global indices [n, F]. User-side columns have `m` rows: 1 (broadcast) or n."""
-        out = np.empty((n, len(self.fields)), dtype=np.int64)
+    def _item_field(self, f: Field) -> bool:
+        """A field that depends on the item alone: computable once per item table."""
+        return f.side == "row" and f.kind != "cross" and not f.column.startswith(CONTEXT_PREFIX)
+
+    def item_part(self, rows: Columns, n: int) -> np.ndarray:
+        """Global indices [n, F] of the item-only fields (attributes, statistics, merchant); the
+        other positions hold 0 and are filled by `encode`."""
+        out = np.zeros((n, len(self.fields)), dtype=np.int64)
         for j, f in enumerate(self.fields):
+            if self._item_field(f):
+                value = rows.get(f.column)
+                out[:, j] = f.offset + f.encode(value.to_numpy() if hasattr(value, "to_numpy") else value, n)
+        return out
+
+    def encode(self, users: Columns, rows: Columns, n: int, m: int = 1,
+               item_part: np.ndarray | None = None) -> np.ndarray:
+        """Global indices [n, F]. User-side columns have `m` rows: 1 (broadcast) or n.
+        `item_part`: `item_part(rows)` (or rows taken from it), when already computed."""
+        if item_part is None:
+            out = self.item_part(rows, n)
+        else:
+            out = np.array(item_part, dtype=np.int64).reshape(n, len(self.fields))
+        for j, f in enumerate(self.fields):
+            if self._item_field(f):
+                continue
             if f.kind == "cross":
                 out[:, j] = f.offset + f.encode(preference_weight(users, rows, f.side, f.column, m, n), n)
                 continue
@@ -128,6 +151,13 @@ class FeatureMap:
                 value = value[:1]  # one request: its user and context values are encoded once, broadcast
             out[:, j] = f.offset + f.encode(value, k)
         return out
+
+    @property
+    def request_columns(self) -> list[str]:
+        """The candidates' item columns `encode` still reads when given an `item_part`."""
+        cols = {f.column for f in self.fields if f.kind == "cross" or (f.side == "row" and not self._item_field(f))}
+        cols.add(PRICE)  # the context's price_vs_user
+        return sorted(c for c in cols if not c.startswith(CONTEXT_PREFIX))
 
     @property
     def user_fields(self) -> np.ndarray:
@@ -216,13 +246,24 @@ class FMStudent:
                                   f"the feature map's {fmap.size} features")
         return cls(directory, manifest, fmap, float(arrays["bias"].reshape(-1)[0]), linear, factors)
 
-    def score(self, user: Columns, items: Columns, request: Columns) -> np.ndarray:
-        users, rows, n = request_rows(user, items, request)
+    def score(self, user: Columns, items: Columns, request: Columns,
+              item_part: np.ndarray | None = None) -> np.ndarray:
+        """`item_part`: the candidates' rows of `feature_map.item_part` (then `items` needs only
+        the columns of `request_columns`)."""
+        users, rows, n = request_rows(user, items, request, n=None if item_part is None else len(item_part))
         if n == 0:
             return np.zeros(0, dtype=np.float32)
-        idx = self.feature_map.encode(users, rows, n)
+        idx = self.feature_map.encode(users, rows, n, item_part=item_part)
         return fm_logits_one_user(self.bias, self.linear, self.factors, idx[0, self._user_fields],
                                   idx[:, self._row_fields], self._adjusted)
+
+    @property
+    def request_columns(self) -> list[str]:
+        return self.feature_map.request_columns
+
+    def item_part(self, items: Columns, n: int) -> np.ndarray:
+        """The fields that depend on the item alone, for a table of `n` items (`score`'s `item_part`)."""
+        return self.feature_map.item_part(items, n)
 
     def score_frame(self, frame) -> np.ndarray:
         """Logits for training-set rows (one user per row)."""

@@ -29,7 +29,7 @@ DEFAULT_QUOTAS: dict[str, dict[str, float]] = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     row: int
     item_id: str
@@ -63,29 +63,36 @@ class Merger:
             want = int(np.ceil(k * shares[route.name] / total * self.overfetch)) + len(user.seen) + len(user.bought)
             results[route.name] = route.recall(user, want)
 
-        merged: dict[int, Candidate] = {}
-        order: list[int] = []
+        # position in `out` of each catalogue row taken so far (-1: not taken)
+        position = np.full(self.catalogue.size, -1, dtype=np.int64)
+        out: list[Candidate] = []
+        ids = self.catalogue.ids
         leftover = 0
         for route in active:
             got = results[route.name]
             quota = round(k * shares[route.name] / total) + leftover
-            scores = got.scores
+            rows, scores = np.asarray(got.rows, dtype=np.int64), got.scores
             norm = (scores - scores.min()) / (np.ptp(scores) or 1.0) if len(scores) else scores
-            taken = 0
-            for row, s in zip(got.rows.tolist(), norm.tolist(), strict=True):
-                if blocked[row]:
-                    continue
-                if row in merged:  # dedupe: keep every route that found it
-                    if route.name not in merged[row].routes:
-                        merged[row].routes.append(route.name)
-                        merged[row].score = max(merged[row].score, s)
-                    continue
-                if taken >= quota:
-                    continue
-                merged[row] = Candidate(row, str(self.catalogue.ids[row]), s, [route.name])
-                order.append(row)
-                taken += 1
-            leftover = quota - taken
+            keep = ~blocked[rows]
+            rows, norm = rows[keep], norm[keep]
+            first = np.unique(rows, return_index=True)[1]
+            if len(first) < len(rows):  # a route listing an item twice: its first place counts
+                first.sort()
+                rows, norm = rows[first], norm[first]
+            at = position[rows]
+            taken_before = at >= 0
+            for j, s in zip(at[taken_before].tolist(), norm[taken_before].tolist(), strict=True):
+                c = out[j]  # dedupe: keep every route that found it
+                if route.name not in c.routes:
+                    c.routes.append(route.name)
+                    c.score = max(c.score, s)
+            new = rows[~taken_before][:quota]
+            position[new] = np.arange(len(out), len(out) + len(new))
+            out.extend(Candidate(r, str(i), s, [route.name]) for r, i, s in
+                       zip(new.tolist(), ids[new].tolist(), norm[~taken_before][:quota].tolist(), strict=True))
+            leftover = quota - len(new)
+        merged = {c.row: c for c in out}
+        order = [c.row for c in out]
         if len(order) < k:  # backfill: ask the routes again, past everything filtered out
             deeper = k + int(blocked.sum())
             for route in active:

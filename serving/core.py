@@ -4,6 +4,7 @@ and a background refresher that hot-reloads models and the item cache."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import Any
 
 from serving.api import Recommendation, RecommendRequest, TrackResult
 from serving.config import ServingConfig
+from serving.encoded import prepare
 from serving.events import EventCollector, direct_pusher
 from serving.features import UserFeatureReader, entity_views
 from serving.items import ItemCache
@@ -31,6 +33,20 @@ def redis_client(url: str, timeout_s: float):
 
     return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
                                 retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0)
+
+
+def settle_heap() -> None:
+    """Collect once, then freeze what is loaded out of the garbage collector's sight.
+
+    The loaded item cache, indices, vocabularies and models are ~600k long-lived objects at
+    100k items; a full collection walks all of them: a ~300 ms pause of every request in the
+    process, about once per thousand requests (measured in-process: p99 8.9 → 7.3 ms, max
+    307 → 11 ms over 1,000 requests). Frozen objects are still freed by reference counting;
+    after a reload this runs once more (one pause per reload instead of one every few seconds
+    under load)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class Core:
@@ -56,6 +72,7 @@ class Core:
         self._registry_stamp = self._stamp(self._registry)
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        settle_heap()
 
     # --- the two calls --------------------------------------------------------------------
     def recommend(self, req: RecommendRequest, timeout_s: float | None = None) -> Recommendation:
@@ -66,12 +83,15 @@ class Core:
         return self.collector.track(events)
 
     def warm_up(self) -> Recommendation:
-        """One request through every stage with no budgets and throwaway metrics, so the first
-        real request does not pay for TensorFlow's first call (graph tracing, allocation)."""
+        """The loaded models' item tables for the cache (`serving.encoded`), then one request
+        through every stage with no budgets and throwaway metrics, so the first real request
+        does not pay for TensorFlow's first call (graph tracing, allocation)."""
         from dataclasses import replace
 
         from serving.config import Budgets
 
+        current = self.models.current
+        prepare(self.items, (current.retriever, current.student, current.teacher))
         unlimited = Budgets(*[60_000.0] * 6)
         config = replace(self.config, budgets=unlimited)
         ctx = Context(config, Metrics(), self.models.current, self.items, self.reader.read)
@@ -101,6 +121,8 @@ class Core:
             if ItemCache.marker_of(self.store) != self.items.marker:
                 t = time.perf_counter()
                 items = ItemCache.load(self.store)
+                current = self.models.current  # the rankers' tables now; the retriever's after its reload
+                prepare(items, (current.student, current.teacher))
                 self.items = items
                 self.metrics.item_cache_items.set(items.size)
                 log.info("item cache reloaded", extra={"items": items.size,
@@ -109,6 +131,7 @@ class Core:
         outcomes = self.models.reload(force)
         if any(o.startswith("loaded") for o in outcomes.values()):
             self.warm_up()
+            settle_heap()
         return outcomes
 
     def start_refresher(self) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from serving.api import RankedItem, Recommendation, RecommendRequest
 from serving.config import ServingConfig, Strategy
+from serving.encoded import catalogue_rows, encoded
 from serving.features import UserFeatures
 from serving.items import ItemCache
 from serving.metrics import Metrics
@@ -34,6 +35,20 @@ RT_RECENT = "user_realtime__rt_recent_items"
 RT_BOUGHT = "user_realtime__rt_bought_items"
 # never recommended again: what the user bought or engaged with (snapshot and real time)
 BLOCKING = (RT_BOUGHT, RT_RECENT, "user_preferences__bought_items", "user_preferences__recent_items")
+
+
+# item columns the fine and adjust stages read besides the teacher's own
+ADJUST_COLUMNS = ("item_attributes__price", "item_attributes__merchant_id", "item_attributes__category")
+
+
+def _model_inputs(items: ItemCache, model: Any, rows: np.ndarray,
+                  extra: tuple[str, ...] = ()) -> tuple[dict[str, np.ndarray], Any]:
+    """(item columns, item part) for a model's `score`: the rows of its precomputed item table
+    and the few columns it still reads per request, or every column when no table is ready."""
+    table = encoded(items, model)
+    if table is None:
+        return items.take(rows), None
+    return items.take(rows, {*model.request_columns, *extra}), table.take(rows)
 
 
 def bucket_of(user_id: str) -> int:
@@ -190,11 +205,14 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
     if not candidates:
         raise Degrade("recall_empty")
     request = _request_features(req)
-    rows = ctx.items.rows([c.item_id for c in candidates])
+    to_cache = catalogue_rows(ctx.items, models.retriever)
+    rows = (to_cache[np.fromiter((c.row for c in candidates), dtype=np.int64, count=len(candidates))]
+            if to_cache is not None else ctx.items.rows([c.item_id for c in candidates]))
 
     if strategy.coarse:
         def coarse() -> np.ndarray:
-            scores = np.asarray(models.student.score(user.values, ctx.items.take(rows), request), dtype=np.float64)
+            items, part = _model_inputs(ctx.items, models.student, rows)
+            scores = np.asarray(models.student.score(user.values, items, request, item_part=part), dtype=np.float64)
             keep = max(config.coarse_k, req.k)
             return np.argsort(-scores, kind="stable")[:keep], scores
 
@@ -203,10 +221,13 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
         order, coarse_scores = np.arange(min(len(candidates), max(config.coarse_k, req.k))), None
 
     rows = rows[order]
-    features = ctx.items.take(rows)
+    if strategy.fine:
+        features, part = _model_inputs(ctx.items, models.teacher, rows, ADJUST_COLUMNS)
+    else:
+        features, part = ctx.items.take(rows, ADJUST_COLUMNS), None
     if strategy.fine:
         def fine() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            p_ctr, p_cvr = models.teacher.score(user.values, features, request)
+            p_ctr, p_cvr = models.teacher.score(user.values, features, request, item_part=part)
             p_ctr, p_cvr = np.asarray(p_ctr, dtype=np.float64), np.asarray(p_cvr, dtype=np.float64)
             price = np.nan_to_num(np.asarray(features.get("item_attributes__price", np.zeros(len(rows))),
                                              dtype=np.float64), nan=0.0).clip(min=0)

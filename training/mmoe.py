@@ -151,6 +151,7 @@ def save_teacher(model: MMoERanker, encoder, directory) -> None:
     from pathlib import Path
 
     from ranking.teacher import ENCODER, SAVED_MODEL
+    from ranking.teacher_numpy import export_arrays
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -158,3 +159,4 @@ def save_teacher(model: MMoERanker, encoder, directory) -> None:
     tf.saved_model.save(model, str(directory / SAVED_MODEL),
                         signatures={"serving_default": serving_function(model, specs)})
     (directory / ENCODER).write_text(json.dumps(encoder.to_json()))
+    export_arrays(model, directory)  # the same weights as plain arrays, for serving in NumPy

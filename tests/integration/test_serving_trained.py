@@ -92,6 +92,34 @@ def test_models_rank_the_answer(stub, trained):
     assert {"features", "recall", "coarse", "fine", "adjust"} <= set(r.stage_ms)
 
 
+def test_the_fast_paths_serve_and_agree_with_the_full_ones(server, trained):
+    """Item-side inputs encoded once per item cache and the teacher's NumPy forward pass (what
+    the server uses) give the answer that full per-request encoding and TensorFlow give."""
+    from serving.encoded import catalogue_rows, encoded
+    from serving.validation import recommend_request
+
+    home, _ = trained
+    core = server.core
+    current = core.models.current
+    assert current.teacher.numpy is not None and current.teacher.numpy_problem == ""
+    assert encoded(core.items, current.teacher) is not None and encoded(core.items, current.student) is not None
+    assert catalogue_rows(core.items, current.retriever) is not None
+    req = recommend_request(RANKED, user_id=_buyer(home)[0], k=10, request_unix_s=1_780_000_000)
+    fast = core.recommend(req)
+    tables, forward = dict(core.items.derived), current.teacher.numpy
+    try:
+        core.items.derived.clear()
+        current.teacher.numpy = None
+        full = core.recommend(req)
+    finally:
+        core.items.derived.update(tables)
+        current.teacher.numpy = forward
+    assert not fast.degraded and not full.degraded and fast.ab_bucket == "control"
+    assert [i.item_id for i in fast.items] == [i.item_id for i in full.items]
+    assert [i.p_ctr for i in fast.items] == pytest.approx([i.p_ctr for i in full.items], abs=1e-5)
+    assert [i.score for i in fast.items] == pytest.approx([i.score for i in full.items], rel=1e-4)
+
+
 def test_unknown_users_get_a_ranked_answer(stub):
     r = stub.Recommend(pb.RecommendRequest(user_id="never-seen-before", k=5), timeout=10)
     assert not r.degraded and len(r.items) == 5

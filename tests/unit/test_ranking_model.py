@@ -111,6 +111,14 @@ def test_teacher_serving_call_equals_training_rows_and_handles_new_users(frames,
     want_ctr, want_cvr = teacher.score_frame(rows.assign(**ctx))
     assert p_ctr.shape == p_cvr.shape == (len(rows),) and p_ctr.dtype == np.float32
     assert p_ctr == pytest.approx(want_ctr, abs=1e-6) and p_cvr == pytest.approx(want_cvr, abs=1e-6)
+    # the server's path: item-only inputs encoded once for a whole item table (every test row),
+    # the request's rows taken from it, only `request_columns` passed
+    table = {c: test_f[c].to_numpy() for c in test_f if c.startswith(("item_", "merchant_"))}
+    part = teacher.encoder.item_part(table, len(test_f))
+    mine = np.flatnonzero(test_f["user_id"].to_numpy() == test_f["user_id"].iloc[3])
+    few = {c: items[c] for c in teacher.request_columns}
+    fast_ctr, fast_cvr = teacher.score(user, few, request, item_part={k: v[mine] for k, v in part.items()})
+    assert np.array_equal(fast_ctr, p_ctr) and np.array_equal(fast_cvr, p_cvr)
     new_ctr, new_cvr = teacher.score({}, {"item_attributes__price": np.array([3.0, np.nan]),
                                           "item_stats__heat": np.array([None, 1.0], dtype=object)},
                                      {"request_unix_s": 1714824000})

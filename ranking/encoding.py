@@ -1,0 +1,167 @@
+"""Encoding primitives shared by the rankers: values as strings or floats whatever container
+they come in (pandas columns, NumPy arrays, Feast's Python values), the user's preference bags
+padded to a fixed width, vocabularies (index 0 = unknown) and numeric statistics (signed log1p,
+standardisation, quantile buckets). `ranking.features` says which column feeds which input."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BAG_WIDTH = 3  # a user's top categories / brands, padded
+CLIP = 5.0
+BUCKETS = 32          # quantile buckets per numeric column (a learnt embedding each)
+SLOTS = BUCKETS + 1   # ids per column: 0 missing, 1..BUCKETS
+
+
+def as_strings(values: Any, n: int) -> np.ndarray:
+    """Object array of `n` strings or None: numbers as their integer text when integral."""
+    if values is None:
+        return np.full(n, None, dtype=object)
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        arr = arr.ravel() if arr.dtype != object or arr.ndim == 0 else np.asarray(list(values), dtype=object)
+    if len(arr) == 1 and n != 1:
+        arr = np.repeat(arr, n)
+    if arr.dtype.kind in "iu":  # fast paths: integer codes, floats that hold integers
+        return arr.astype(str).astype(object)
+    if arr.dtype.kind == "f":
+        ok = np.isfinite(arr)
+        if np.all(arr[ok] == np.round(arr[ok])):
+            out = np.full(len(arr), None, dtype=object)
+            out[ok] = arr[ok].astype(np.int64).astype(str)
+            return out
+    if arr.dtype.kind in "US":
+        return arr.astype(str).astype(object)
+    arr = arr.astype(object)
+    kinds = set(map(type, arr))  # strings (and missing values) as they come from pandas: nothing to convert
+    if kinds <= {str}:
+        return arr
+    if kinds <= {str, type(None)}:
+        return arr.copy()
+    out = np.empty(len(arr), dtype=object)
+    for i, v in enumerate(arr):
+        if v is None or (isinstance(v, float) and not np.isfinite(v)) or v is np.nan:
+            out[i] = None
+        elif isinstance(v, (bool, np.bool_)):
+            out[i] = str(bool(v))
+        elif isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer()):
+            out[i] = str(int(v))
+        else:
+            out[i] = str(v)
+    return out
+
+
+def as_floats(values: Any, n: int) -> np.ndarray:
+    """float64 array of `n` values; None, strings and non-finite values become NaN."""
+    if values is None:
+        return np.full(n, np.nan)
+    arr = np.asarray(values)
+    if arr.dtype == object:
+        arr = np.array([_to_float(v) for v in arr.ravel()], dtype=np.float64)
+    arr = arr.astype(np.float64, copy=False).ravel()
+    if len(arr) == 1 and n != 1:
+        arr = np.repeat(arr, n)
+    return np.where(np.isfinite(arr), arr, np.nan)
+
+
+def _to_float(v: Any) -> float:
+    try:
+        return float(v) if v is not None else np.nan
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def signed_log(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def pad_bag(lists: Any, weights: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(strings [n, 3] with None padding, float weights [n, 3] with 0 padding)."""
+    names = np.full((n, BAG_WIDTH), None, dtype=object)
+    wts = np.zeros((n, BAG_WIDTH), dtype=np.float64)
+    lists = [None] * n if lists is None else list(lists)
+    weights = [None] * n if weights is None else list(weights)
+    for i, (ls, ws) in enumerate(zip(lists, weights, strict=True)):
+        if ls is None or isinstance(ls, float):
+            continue
+        ls = list(ls)[:BAG_WIDTH]
+        ws = [1.0 / len(ls)] * len(ls) if ws is None or isinstance(ws, float) else list(ws)[:len(ls)]
+        for j, (name, w) in enumerate(zip(ls, ws, strict=False)):
+            names[i, j] = None if name is None else str(name)
+            wts[i, j] = _to_float(w) if np.isfinite(_to_float(w)) else 0.0
+    return names, wts
+
+
+@dataclass
+class Vocabulary:
+    """Index 0 is unknown / missing; values 1..len."""
+
+    values: list[str]
+    _index: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index = {v: i + 1 for i, v in enumerate(self.values)}
+
+    def __len__(self) -> int:
+        return len(self.values) + 1
+
+    def lookup(self, strings: np.ndarray) -> np.ndarray:
+        get = self._index.get
+        flat = strings.ravel()
+        return np.fromiter((get(s, 0) for s in flat), dtype=np.int64, count=len(flat)).reshape(strings.shape)
+
+
+def fit_vocabulary(*arrays: np.ndarray, min_count: int = 1) -> Vocabulary:
+    counts = Counter(v for a in arrays for v in a.ravel() if v is not None)
+    return Vocabulary(sorted(v for v, c in counts.items() if c >= min_count))
+
+
+@dataclass
+class NumericStats:
+    """Standardisation (mean, std of signed log1p) and quantile bucket edges per column."""
+
+    mean: list[float]
+    std: list[float]
+    edges: list[list[float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:  # as arrays once, not per call (a request encodes 1 + n rows)
+        self._mean, self._std = np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64)
+        self._edges = [np.asarray(e, dtype=np.float64) for e in self.edges]
+
+    @classmethod
+    def fit(cls, x: np.ndarray, buckets: int = BUCKETS) -> NumericStats:
+        t = signed_log(x)
+        mean = np.nanmean(t, axis=0) if len(t) else np.zeros(x.shape[1])
+        std = np.nanstd(t, axis=0) if len(t) else np.ones(x.shape[1])
+        mean = np.nan_to_num(mean)
+        std = np.where(np.nan_to_num(std) > 1e-6, np.nan_to_num(std), 1.0)
+        qs = np.linspace(0, 1, buckets + 1)[1:-1]
+        edges = []
+        for j in range(t.shape[1]):
+            col = t[:, j][~np.isnan(t[:, j])]
+            edges.append([float(v) for v in np.unique(np.quantile(col, qs))] if len(col) else [])
+        return cls([float(v) for v in mean], [float(v) for v in std], edges)
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean, "std": self.std, "edges": self.edges}
+
+    def apply(self, x: np.ndarray, columns: Sequence[int] | None = None) -> np.ndarray:
+        """Standardised values of `x`'s columns (all, or the fitted `columns` `x` holds, in order)."""
+        cols = slice(None) if columns is None else list(columns)
+        z = (signed_log(x) - self._mean[cols]) / self._std[cols]
+        return np.clip(np.nan_to_num(z, nan=0.0), -CLIP, CLIP).astype(np.float32)
+
+    def buckets(self, x: np.ndarray, columns: Sequence[int] | None = None) -> np.ndarray:
+        """Global bucket ids [n, F]: column j's bucket b is j · SLOTS + b; b = 0 is missing.
+        `columns`: as for `apply`."""
+        t = signed_log(x)
+        out = np.empty(t.shape, dtype=np.int64)
+        for i, j in enumerate(range(len(self._edges)) if columns is None else columns):
+            b = np.searchsorted(self._edges[j], t[:, i], side="right") + 1
+            out[:, i] = j * SLOTS + np.where(np.isnan(t[:, i]), 0, b)
+        return out
