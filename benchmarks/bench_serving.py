@@ -39,6 +39,35 @@ import pandas as pd  # noqa: E402
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the server processes), seconds."""
+    import psutil
+
+    procs = [psutil.Process(pid)]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def cpu_per_request(fn, server_pid: int | None):
+    """Run `fn()` (returning a result dict with "requests"); add the server's and this process's
+    CPU milliseconds per request — what a request costs, whatever else the machine runs."""
+    server0 = cpu_seconds(server_pid) if server_pid else 0.0
+    client0 = time.process_time()
+    out = fn()
+    n = max(out.get("requests", 0), 1)
+    if server_pid:
+        out["server_cpu_ms_per_request"] = (cpu_seconds(server_pid) - server0) * 1000 / n
+    out["client_cpu_ms_per_request"] = (time.process_time() - client0) * 1000 / n
+    return out
+
+
 def pct(xs, q) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, q)) if len(xs) else float("nan")
 
@@ -244,6 +273,8 @@ def main() -> None:
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--single", type=int, default=500)
     p.add_argument("--skip-server", action="store_true", help="only the in-process side-by-side figures")
+    p.add_argument("--parts", default="single,closed,open,side",
+                   help="comma-separated subset of single,closed,open,side to run")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--config", type=Path, default=None, help="serving settings JSON for the server")
     p.add_argument("--processes", type=int, default=1, help="server processes (vitrine serve --processes)")
@@ -255,6 +286,7 @@ def main() -> None:
     from serving.proto import pb, pb_grpc
 
     home = args.home.resolve()
+    parts = set(args.parts.split(","))
     users = users_of(home, 2000)
     result: dict = {"home": str(home), "command": " ".join(sys.argv), "k": args.k, "cpus": os.cpu_count()}
     proc, port = start_server(home, args.config, args.processes) if not args.skip_server else (None, 0)
@@ -264,12 +296,17 @@ def main() -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}", options=OWN_CONNECTION) as channel:
             stub = pb_grpc.RecommenderStub(channel)
             single_client(stub, pb, users, 50, args.k)  # warm
-            result["single"] = single_client(stub, pb, users, args.single, args.k)
-            print("single client", json.dumps(result["single"]), flush=True)
-            result["closed_loop"] = closed_loop(port, pb, pb_grpc, users, args.clients, args.seconds, args.k)
-            print("closed loop", json.dumps(result["closed_loop"]), flush=True)
-            result["open_loop"] = open_loop(port, pb, pb_grpc, users, args.rate, args.seconds, args.k)
-            print("open loop", json.dumps(result["open_loop"]), flush=True)
+            if "single" in parts:
+                result["single"] = single_client(stub, pb, users, args.single, args.k)
+                print("single client", json.dumps(result["single"]), flush=True)
+            if "closed" in parts:
+                result["closed_loop"] = cpu_per_request(
+                    lambda: closed_loop(port, pb, pb_grpc, users, args.clients, args.seconds, args.k), proc.pid)
+                print("closed loop", json.dumps(result["closed_loop"]), flush=True)
+            if "open" in parts:
+                result["open_loop"] = cpu_per_request(
+                    lambda: open_loop(port, pb, pb_grpc, users, args.rate, args.seconds, args.k), proc.pid)
+                print("open loop", json.dumps(result["open_loop"]), flush=True)
             if args.events:
                 result["realtime"] = realtime(stub, pb, home, args.events)
                 print("event → feature", json.dumps(result["realtime"]), flush=True)
@@ -279,8 +316,9 @@ def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
-    result["side_by_side"] = side_by_side(home, users, 200)
-    print("side by side", json.dumps(result["side_by_side"]), flush=True)
+    if "side" in parts:
+        result["side_by_side"] = side_by_side(home, users, 200)
+        print("side by side", json.dumps(result["side_by_side"]), flush=True)
     out = ROOT / "benchmarks" / "results" / f"serving-{args.name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"→ {out}")

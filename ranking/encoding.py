@@ -132,6 +132,12 @@ class NumericStats:
     def __post_init__(self) -> None:  # as arrays once, not per call (a request encodes 1 + n rows)
         self._mean, self._std = np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64)
         self._edges = [np.asarray(e, dtype=np.float64) for e in self.edges]
+        # the same edges as one NaN-padded matrix [F, max edges]: a few rows are bucketed in one
+        # comparison instead of one searchsorted per column (NaN <= x is never true)
+        width = max((len(e) for e in self.edges), default=0)
+        self._edge_matrix = np.full((len(self.edges), width), np.nan)
+        for j, e in enumerate(self._edges):
+            self._edge_matrix[j, :len(e)] = e
 
     @classmethod
     def fit(cls, x: np.ndarray, buckets: int = BUCKETS) -> NumericStats:
@@ -160,8 +166,13 @@ class NumericStats:
         """Global bucket ids [n, F]: column j's bucket b is j · SLOTS + b; b = 0 is missing.
         `columns`: as for `apply`."""
         t = signed_log(x)
+        cols = np.arange(len(self._edges)) if columns is None else np.asarray(columns, dtype=np.int64)
+        if t.size * self._edge_matrix.shape[1] <= 200_000:  # small (a request): one broadcast comparison
+            with np.errstate(invalid="ignore"):
+                b = (self._edge_matrix[cols] <= t[..., None]).sum(axis=-1) + 1  # = searchsorted(side="right")+1
+            return np.where(np.isnan(t), 0, b) + cols * SLOTS
         out = np.empty(t.shape, dtype=np.int64)
-        for i, j in enumerate(range(len(self._edges)) if columns is None else columns):
+        for i, j in enumerate(cols.tolist()):
             b = np.searchsorted(self._edges[j], t[:, i], side="right") + 1
             out[:, i] = j * SLOTS + np.where(np.isnan(t[:, i]), 0, b)
         return out

@@ -33,6 +33,7 @@ from ranking.encoding import (  # noqa: F401 (re-exported: the rankers' encoding
     SLOTS,
     NumericStats,
     Vocabulary,
+    _to_float,
     as_floats,
     as_strings,
     fit_vocabulary,
@@ -152,6 +153,15 @@ class TeacherEncoder:
 
     @staticmethod
     def _user_raw(users: Columns, m: int) -> np.ndarray:
+        if m == 1:  # one request's user: the values one by one (as as_floats / the known flags do)
+            values = [_first(_col(users, c, 1)) for c in USER_NUMERIC]
+            row = [_to_float(v) for v in values]
+            for name, c in USER_KNOWN.items():
+                v = _first(_col(users, c, 1))
+                missing = v is None or (isinstance(v, float) and (name != "user_known" or not np.isfinite(v)))
+                row.append(0.0 if missing else 1.0)
+            out = np.array([row], dtype=np.float64)
+            return np.where(np.isfinite(out), out, np.nan)
         user = [as_floats(_col(users, c, m), m) for c in USER_NUMERIC]
         user += [np.array([0.0 if v is None else 1.0 for v in as_strings(_col(users, c, m), m)])
                  if c.endswith("segment") else _known_list(_col(users, c, m), m) for c in USER_KNOWN.values()]
@@ -252,6 +262,13 @@ def preference_weight(users: Columns, rows: Columns, bag: str, row_column: str, 
         return out
     hit = (names == values[:, None]) & (values[:, None] != None)  # noqa: E711 (elementwise)
     return (hit * wts).sum(axis=1)
+
+
+def _first(values: Any) -> Any:
+    """The one value of a length-1 column (list, array), a scalar as it is; NaN-free None."""
+    if values is None or isinstance(values, str) or not hasattr(values, "__len__"):
+        return values
+    return values[0] if len(values) else None
 
 
 def _known_list(values: Any, n: int) -> np.ndarray:

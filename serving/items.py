@@ -67,6 +67,9 @@ class ItemCache:
     hot: np.ndarray = field(init=False)
     new: np.ndarray = field(init=False)
     online: np.ndarray = field(init=False)  # bool per row; computed once per load (was 1.9 ms a request at 100k)
+    # integer codes of the merchant and category of each row (-1: missing), for diversity
+    merchant_codes: np.ndarray = field(init=False)
+    category_codes: np.ndarray = field(init=False)
     # per loaded model, what it needs computed once for this cache (`serving.encoded`)
     derived: dict = field(init=False, default_factory=dict, repr=False, compare=False)
 
@@ -80,6 +83,9 @@ class ItemCache:
         self.hot = np.flatnonzero(online)[np.argsort(-heat[online], kind="stable")]
         fresh = np.flatnonzero(online & (age <= HOT_NEW_EXPIRY_DAYS))
         self.new = fresh[np.argsort(age[fresh], kind="stable")]
+        self.merchant_codes, self.category_codes = (
+            pd.factorize(pd.Series(self.columns[c]) if c in self.columns else pd.Series([None] * self.size))[0]
+            for c in ("item_attributes__merchant_id", "item_attributes__category"))
 
     @property
     def size(self) -> int:

@@ -37,8 +37,8 @@ RT_BOUGHT = "user_realtime__rt_bought_items"
 BLOCKING = (RT_BOUGHT, RT_RECENT, "user_preferences__bought_items", "user_preferences__recent_items")
 
 
-# item columns the fine and adjust stages read besides the teacher's own
-ADJUST_COLUMNS = ("item_attributes__price", "item_attributes__merchant_id", "item_attributes__category")
+# item columns the fine stage reads besides the teacher's own (adjust uses the cache's codes)
+ADJUST_COLUMNS = ("item_attributes__price",)
 
 
 def _model_inputs(items: ItemCache, model: Any, rows: np.ndarray,
@@ -110,12 +110,12 @@ class _Clock:
 
 def diversify(scores: np.ndarray, merchants: np.ndarray, categories: np.ndarray, k: int,
               merchant_decay: float, category_decay: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy re-rank: each earlier pick of the same merchant / category multiplies a
-    candidate's (positive) score by the decay. Adjusted scores only fall as picks are made,
+    """Greedy re-rank: each earlier pick of the same merchant / category (labels, or integer
+    codes) multiplies a candidate's (positive) score by the decay. Adjusted scores only fall as picks are made,
     so the picks come out sorted by the score they are reported with."""
     n = len(scores)
-    m_codes = np.unique(merchants.astype(str), return_inverse=True)[1]
-    c_codes = np.unique(categories.astype(str), return_inverse=True)[1]
+    m_codes, c_codes = (labels if labels.dtype.kind in "iu" else np.unique(labels.astype(str), return_inverse=True)[1]
+                        for labels in (np.asarray(merchants), np.asarray(categories)))
     current = scores.astype(np.float64).copy()
     picked, picked_scores = [], []
     for _ in range(min(k, n)):
@@ -252,8 +252,13 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
             keep.append(j)
         keep = np.array(keep, dtype=np.int64)
         scores = np.maximum(final[keep], 1e-12)
-        picks, adjusted = diversify(scores, features.get("item_attributes__merchant_id", np.zeros(len(rows)))[keep],
-                                    features.get("item_attributes__category", np.zeros(len(rows)))[keep], req.k,
+        kept_rows = rows[keep]
+        known = kept_rows >= 0
+        merchants = np.where(known, ctx.items.merchant_codes[np.maximum(kept_rows, 0)], -1) if ctx.items.size \
+            else np.full(len(keep), -1)
+        categories = np.where(known, ctx.items.category_codes[np.maximum(kept_rows, 0)], -1) if ctx.items.size \
+            else np.full(len(keep), -1)
+        picks, adjusted = diversify(scores, merchants, categories, req.k,
                                     config.diversity.merchant_decay, config.diversity.category_decay)
         out = []
         for p, s in zip(picks.tolist(), adjusted.tolist(), strict=True):
