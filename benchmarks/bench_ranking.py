@@ -3,6 +3,7 @@ PSO vs random-search comparison at the same trial budget.
 
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo speed [--candidates 500] [--record]
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo quality [--seeds 0 1 2] [--record]
+        [--teacher task_experts=1 detach_ctr_in_ctcvr=True ...] [--teacher-only]
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo search [--budget 12] [--seeds 0 1 2] [--record]
 
 speed: the published `coarse` and `ranker` versions score requests built from real rows of the
@@ -11,9 +12,11 @@ time and device), through the exact calls the server makes (`FMStudent.score`,
 `Teacher.score`), one thread each (NumPy and TensorFlow pinned to 1 thread), in alternating
 blocks in one process: median and p99 per request, candidates/s, the ratio.
 
-quality: on the cached training set, for each seed, the teacher (default settings), the
-CTR-only and CVR-only DNN baselines and the distilled student are trained on the same rows and
-scored on the test day; mean ± sd over seeds per metric (the published versions are one seed).
+quality: on the cached training set, for each seed, the teacher (default settings, or with
+`--teacher` overrides of `MMoESettings` fields), the CTR-only and CVR-only DNN baselines and the
+distilled student are trained on the same rows and scored on the test day; mean ± sd over seeds
+per metric (the published versions are one seed). `--teacher-only` skips the baselines and the
+student (screening teacher variants against recorded baseline figures).
 
 search: the teacher trial the tuner uses (a 40k-row subsample of the training days, 2 epochs,
 median early stopping) searched by PSO and by random search with the same budget for each
@@ -23,6 +26,7 @@ seed; best-so-far validation AUC per trial, the mean over seeds, and a plot.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -94,23 +98,47 @@ def speed(args) -> dict:
     data = load_ranking_data(home, redis_url(home), fraction=ds["fraction"], eval_fraction=ds["eval_fraction"],
                              seed=ds["seed"])
     test = data.part("test")
-    results = {"teacher": teacher.version, "student": student.version, "candidates": {}}
+    results = {"teacher": teacher.version, "student": student.version, "candidates": {},
+               "teacher_numpy": teacher.numpy is not None, "teacher_numpy_problem": teacher.numpy_problem}
+    saved_model = dataclasses.replace(teacher, numpy=None)  # the same version through TensorFlow
+    scorers = {"student": student, "teacher (NumPy)": teacher, "teacher (SavedModel)": saved_model}
+    if teacher.numpy is None:
+        del scorers["teacher (NumPy)"]
     for n in args.candidates:
         reqs = _requests(test, n, args.requests)
-        rows = {}
-        timed = _time_side_by_side({"student": student.score, "teacher": teacher.score}, reqs, args.repeats)
-        for name, times in timed.items():
-            med = statistics.median(times)
-            rows[name] = {"median_ms": med * 1e3, "p99_ms": float(np.percentile(times, 99)) * 1e3,
-                          "candidates_per_s": n / med, "calls": len(times)}
-        rows["speedup"] = rows["student"]["candidates_per_s"] / rows["teacher"]["candidates_per_s"]
+        rows: dict = {}
+        # (a) everything encoded per call; (b) the server's path: item-only inputs encoded once per
+        # item table (here: per request, outside the timing), the call encodes what depends on it
+        for path in ("full", "server"):
+            fns = {}
+            for name, model in scorers.items():
+                if path == "full":
+                    fns[name] = model.score
+                else:
+                    parts = {id(items): model.item_part(items, n) for _, items, _ in reqs}
+                    few = {id(items): {c: items[c] for c in model.request_columns if c in items}
+                           for _, items, _ in reqs}
+                    fns[name] = (lambda u, items, r, m=model, parts=parts, few=few:
+                                 m.score(u, few[id(items)], r, item_part=parts[id(items)]))
+            timed = _time_side_by_side(fns, reqs, args.repeats)
+            out = {}
+            for name, times in timed.items():
+                med = statistics.median(times)
+                out[name] = {"median_ms": med * 1e3, "p99_ms": float(np.percentile(times, 99)) * 1e3,
+                             "candidates_per_s": n / med, "calls": len(times)}
+            for name in scorers:
+                if name != "student":
+                    out[f"student / {name}"] = out["student"]["candidates_per_s"] / out[name]["candidates_per_s"]
+            rows[path] = out
+            print(f"{n} candidates/request, one thread, {path} encoding:")
+            for name in scorers:
+                r = out[name]
+                print(f"  {name:22s} median {r['median_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
+                      f"{r['candidates_per_s']:>12,.0f} candidates/s")
+            for name in scorers:
+                if name != "student":
+                    print(f"  student / {name}: {out[f'student / {name}']:.1f}x")
         results["candidates"][str(n)] = rows
-        print(f"{n} candidates/request, one thread:")
-        for name in ("student", "teacher"):
-            r = rows[name]
-            print(f"  {name:8s} median {r['median_ms']:7.3f} ms  p99 {r['p99_ms']:7.3f} ms  "
-                  f"{r['candidates_per_s']:>12,.0f} candidates/s")
-        print(f"  student / teacher: {rows['speedup']:.1f}x")
     return results
 
 
@@ -152,8 +180,25 @@ def search(args) -> dict:
             "plot": str(plot)}
 
 
+def teacher_overrides(pairs: list[str]) -> dict:
+    """`key=value` strings → MMoESettings field values (Python literals: 1, 0.5, True, (1, 2))."""
+    import ast
+    from dataclasses import fields
+
+    from training.mmoe import MMoESettings
+
+    known = {f.name for f in fields(MMoESettings)}
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in known or not value:
+            raise SystemExit(f"--teacher {pair!r}: expected key=value with key one of {sorted(known)}")
+        out[key] = ast.literal_eval(value)
+    return out
+
+
 def quality(args) -> dict:
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from ranking.features import TeacherEncoder
     from training.fm_student import FMSettings, train_student
@@ -172,15 +217,27 @@ def quality(args) -> dict:
     encoder = TeacherEncoder.fit(train_f)
     train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
     users, clicks = test_f["user_id"].to_numpy(), test_f["label_click"].to_numpy()
-    per_seed = []
+    overrides = teacher_overrides(args.teacher)
+    per_seed, fits = [], []
     for seed in args.seeds:
         t = time.perf_counter()
-        settings = MMoESettings(seed=seed)
+        settings = replace(MMoESettings(seed=seed), **overrides)
         model = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), settings)
-        fit(model, train, val, settings, encoder.vocabularies["segment"].values)
+        fitted = fit(model, train, val, settings, encoder.vocabularies["segment"].values)
+        fits.append({"seed": seed, "epochs": len(fitted.history), "best_epoch": fitted.best_epoch,
+                     "seconds": round(fitted.seconds, 1)})
         probs = predict(model, test.inputs)
+        if args.teacher_only:
+            row = {"teacher": head_metrics(test_f, probs["p_ctr"], probs["p_cvr"])}
+            per_seed.append(row)
+            print(f"seed {seed} ({time.perf_counter() - t:.0f}s, best epoch {fitted.best_epoch} of "
+                  f"{len(fitted.history)}): teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
+                  f"CVR AUC {row['teacher']['cvr']['auc']:.4f}, CTCVR AUC {row['teacher']['ctcvr']['auc']:.4f}",
+                  flush=True)
+            continue
+        base_settings = MMoESettings(seed=seed)  # the baselines never take the teacher's overrides
         logits = predict(model, train.inputs, logits=True)["ctr"]
-        base, _ = train_baselines(encoder, train_f, val_f, test_f, settings, log=lambda *_: None)
+        base, _ = train_baselines(encoder, train_f, val_f, test_f, base_settings, log=lambda *_: None)
         student = train_student(train_f, logits, val_f, settings=replace(FMSettings(), seed=seed),
                                 fields=STUDENT_FIELDS)
         s = student.logits(test_f)
@@ -192,7 +249,8 @@ def quality(args) -> dict:
         per_seed.append(row)
         print(f"seed {seed} ({time.perf_counter() - t:.0f}s): teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
               f"CTR-only {row['ctr_dnn']['ctr']['auc']:.4f}, student {row['student']['ctr']['auc']:.4f}; "
-              f"CVR AUC teacher {row['teacher']['cvr']['auc']:.4f}, CVR-only {row['cvr_dnn']['cvr']['auc']:.4f}")
+              f"CVR AUC teacher {row['teacher']['cvr']['auc']:.4f}, CVR-only {row['cvr_dnn']['cvr']['auc']:.4f}",
+              flush=True)
     summary: dict = {}
     for model in per_seed[0]:
         for head in per_seed[0][model]:
@@ -207,8 +265,9 @@ def quality(args) -> dict:
         for head, m in heads.items():
             print(f"| {model} | {head} | " + " | ".join(f"{m[k][0]:.4f} ± {m[k][1]:.4f}"
                                                        for k in ("auc", "gauc", "logloss")) + " |")
-    return {"seeds": args.seeds, "fraction": args.fraction, "dataset": data.describe(), "per_seed": per_seed,
-            "summary": summary}
+    return {"seeds": args.seeds, "fraction": args.fraction, "dataset": data.describe(),
+            "teacher_settings": json.loads(json.dumps(asdict(replace(MMoESettings(), **overrides)))),
+            "teacher_fits": fits, "per_seed": per_seed, "summary": summary}
 
 
 def main() -> None:
@@ -223,6 +282,8 @@ def main() -> None:
     r = sub.add_parser("quality")
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     r.add_argument("--fraction", type=float, default=0.25)
+    r.add_argument("--teacher", nargs="+", default=[], metavar="KEY=VALUE", help="MMoESettings overrides")
+    r.add_argument("--teacher-only", action="store_true", help="no baselines, no student (screening)")
     q = sub.add_parser("search")
     q.add_argument("--budget", type=int, default=12)
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

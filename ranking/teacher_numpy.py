@@ -80,7 +80,7 @@ def export_arrays(model: Any, directory: Path) -> None:
         for j, (kernel, bias) in enumerate(_sequential(model.towers[t])):
             put(f"tower.{t}.{j}.kernel", kernel)
             put(f"tower.{t}.{j}.bias", bias)
-        if s.fm:
+        if t in model.fm_heads:  # `fm_tasks`: not every task need read the FM part out
             kernel, bias = _dense_weights(model.fm_heads[t])
             put(f"fm_head.{t}.kernel", kernel[:, 0])
             put(f"fm_head.{t}.bias", bias)
@@ -89,6 +89,7 @@ def export_arrays(model: Any, directory: Path) -> None:
     layout = {"format": FORMAT, "tasks": list(s.tasks), "fm": bool(s.fm), "numeric_buckets": bool(s.numeric_buckets),
               "linear_keys": linear_keys, "experts": len(model.experts),
               "task_experts": {t: len(nets) for t, nets in task_experts.items()},
+              "fm_tasks": list(model.fm_heads), "fm_into_experts": bool(s.fm and s.fm_into_experts),
               "arrays": sorted(arrays)}
     (out / LAYOUT).write_text(json.dumps(layout, indent=1))
 
@@ -147,6 +148,10 @@ class NumpyTeacher:
             self._first_names.append((f"gate.{t}", kernels[-1].shape[1]))
         kernel = np.concatenate(kernels, axis=1)
         self._k_user, self._k_row, self._b = kernel[user_idx], kernel[row_idx], np.concatenate(biases)
+        # `fm_into_experts`: x ends with the bi-interaction vector (one per candidate)
+        self._fm_into_experts = bool(layout.get("fm_into_experts", False))
+        self._k_bi = kernel[len(user_idx) + len(row_idx):] if self._fm_into_experts else None
+        self._fm_tasks = set(layout.get("fm_tasks", self.tasks if layout["fm"] else []))
         if layout["fm"]:
             self._v_user, self._v_row = a["user_num_v"], a["row_num_v"]
             self._v2_user, self._v2_row = self._v_user * self._v_user, self._v_row * self._v_row
@@ -209,24 +214,6 @@ class NumpyTeacher:
             r_bucket = a["buckets.row"][np.asarray(f["row_bucket"])]             # [n, R, d]
             u_parts.append(u_bucket.reshape(m, -1))
             r_parts.append(r_bucket.reshape(n, -1))
-        x_user = np.concatenate([*u_parts, user_num], axis=1)
-        x_row = np.concatenate([*r_parts, row_num], axis=1)
-        pre = x_row @ self._k_row + (x_user @ self._k_user + self._b)            # [n, all first layers]
-        first_out: dict[str, np.ndarray] = {}
-        at = 0
-        for name, width in self._first_names:
-            first_out[name] = pre[:, at:at + width]
-            at += width
-        experts: dict[str, list[np.ndarray]] = {}
-        for group, nets in self._rest.items():
-            outs = []
-            for i, layers in enumerate(nets):
-                h = np.maximum(first_out[f"{group}.{i}"], 0.0)
-                for kernel, bias in layers:
-                    h = np.maximum(h @ kernel + bias, 0.0)
-                outs.append(h)
-            experts[group] = outs
-        out: dict[str, np.ndarray] = {}
         if lay["fm"]:
             s_user = u_stack.sum(axis=1) + user_num @ self._v_user                # Σ_f v_f, the user's fields
             q_user = (u_stack * u_stack).sum(axis=1) + (user_num * user_num) @ self._v2_user   # Σ_f v_f²
@@ -243,6 +230,26 @@ class NumpyTeacher:
                 user_first = sum(a[f"first.{k}.{name}"][user_cat[:, j]] for j, name in enumerate(USER_CATEGORICAL))
                 first[k] = (user_first + self._row_first[k][row_cat + self._row_offsets].sum(axis=1)
                             + user_num @ self._num_k[k][0] + row_num @ self._num_k[k][1] + a[f"num_linear.{k}.bias"][0])
+        x_user = np.concatenate([*u_parts, user_num], axis=1)
+        x_row = np.concatenate([*r_parts, row_num], axis=1)
+        pre = x_row @ self._k_row + (x_user @ self._k_user + self._b)            # [n, all first layers]
+        if self._fm_into_experts:
+            pre = pre + bi @ self._k_bi
+        first_out: dict[str, np.ndarray] = {}
+        at = 0
+        for name, width in self._first_names:
+            first_out[name] = pre[:, at:at + width]
+            at += width
+        experts: dict[str, list[np.ndarray]] = {}
+        for group, nets in self._rest.items():
+            outs = []
+            for i, layers in enumerate(nets):
+                h = np.maximum(first_out[f"{group}.{i}"], 0.0)
+                for kernel, bias in layers:
+                    h = np.maximum(h @ kernel + bias, 0.0)
+                outs.append(h)
+            experts[group] = outs
+        out: dict[str, np.ndarray] = {}
         for t in self.tasks:
             pool = np.stack(experts["shared"] + experts.get(t, []), axis=1)       # [n, E (+ own), u]
             gate = _softmax(first_out[f"gate.{t}"])
@@ -252,7 +259,7 @@ class NumpyTeacher:
                 h = np.maximum(h @ a[f"tower.{t}.{j}.kernel"] + a[f"tower.{t}.{j}.bias"], 0.0)
                 j += 1
             logit = (h @ a[f"tower.{t}.{j}.kernel"] + a[f"tower.{t}.{j}.bias"])[:, 0]
-            if lay["fm"]:
+            if t in self._fm_tasks:
                 head = bi @ a[f"fm_head.{t}.kernel"] + a[f"fm_head.{t}.bias"][0]
                 logit = logit + head + first[t if t in first else ""]
             out[f"p_{t}"] = _sigmoid(logit).astype(np.float32)

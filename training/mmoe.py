@@ -43,9 +43,18 @@ class MMoESettings:
     # also embed each numeric input's quantile bucket, as the FM student does (on demo it overfits
     # sooner: test CTR AUC 0.752 vs 0.757 without)
     numeric_buckets: bool = False
+    # ESMM with pCTR detached in pCTCVR = pCTR × pCVR: the CTR head learns from the click loss
+    # only; the CVR tower still learns from every impression's purchase label
+    detach_ctr_in_ctcvr: bool = False
+    # CGC (single-level PLE): each task's gate mixes the shared experts plus its own experts
+    task_experts: int = 0
+    # one first-order (linear) term per task instead of one shared by both logits (with `fm`)
+    task_linear: bool = False
+    ctcvr_weight: float = 1.0  # multiplies every segment's CTCVR loss weight
+    # the tasks whose logit adds the FM read-out and the first-order term (None: every task)
+    fm_tasks: tuple[str, ...] | None = None
+    fm_into_experts: bool = False  # the FM bi-interaction vector also feeds the experts and gates (NFM-style)
     seed: int = 0
-
-
 
 
 def input_specs(n_user_num: int, n_row_num: int) -> dict[str, tf.TensorSpec]:
@@ -72,26 +81,34 @@ class MMoERanker(tf.keras.Model):
         d = s.embedding_dim
         self.tables = {name: tf.keras.layers.Embedding(size, d, embeddings_regularizer=reg, name=f"emb_{name}")
                        for name, size in sorted(vocabulary_sizes.items())}
-        self.first_order = {name: tf.keras.layers.Embedding(size, 1, embeddings_initializer="zeros",
-                                                            name=f"w_{name}")
-                            for name, size in sorted(vocabulary_sizes.items())}
+        # first-order weights: one set shared by the tasks (key ""), or one per task (`task_linear`)
+        linear_keys = s.tasks if s.task_linear else ("",)
+        self.first_order = {k: {name: tf.keras.layers.Embedding(size, 1, embeddings_initializer="zeros",
+                                                                name=f"w_{k}_{name}" if k else f"w_{name}")
+                                for name, size in sorted(vocabulary_sizes.items())} for k in linear_keys}
         init = tf.keras.initializers.RandomNormal(stddev=0.05, seed=s.seed)
         self.user_num_v = self.add_weight(name="user_num_factors", shape=(n_user_num, d), initializer=init)
         self.row_num_v = self.add_weight(name="row_num_factors", shape=(n_row_num, d), initializer=init)
-        self.num_linear = tf.keras.layers.Dense(1, name="numeric_linear")
+        self.num_linear = {k: tf.keras.layers.Dense(1, name=f"numeric_linear_{k}" if k else "numeric_linear")
+                           for k in linear_keys}
         if s.numeric_buckets:
             self.bucket_tables = {side: tf.keras.layers.Embedding(count * SLOTS, d, embeddings_regularizer=reg,
                                                                   name=f"emb_{side}_buckets")
                                   for side, count in (("user", n_user_num), ("row", n_row_num))}
-        self.experts = [tf.keras.Sequential([tf.keras.layers.Dense(s.expert_units, "relu", kernel_regularizer=reg),
-                                             tf.keras.layers.Dropout(s.dropout),
-                                             tf.keras.layers.Dense(s.expert_units // 2, "relu")], name=f"expert_{i}")
-                        for i in range(s.experts)]
-        self.gates = {t: tf.keras.layers.Dense(s.experts, "softmax", name=f"gate_{t}") for t in s.tasks}
+        def expert(name: str) -> tf.keras.Sequential:
+            return tf.keras.Sequential([tf.keras.layers.Dense(s.expert_units, "relu", kernel_regularizer=reg),
+                                        tf.keras.layers.Dropout(s.dropout),
+                                        tf.keras.layers.Dense(s.expert_units // 2, "relu")], name=name)
+
+        self.experts = [expert(f"expert_{i}") for i in range(s.experts)]
+        self.task_expert_nets = {t: [expert(f"expert_{t}_{i}") for i in range(s.task_experts)] for t in s.tasks}
+        self.gates = {t: tf.keras.layers.Dense(s.experts + s.task_experts, "softmax", name=f"gate_{t}")
+                      for t in s.tasks}
         self.towers = {t: tf.keras.Sequential([tf.keras.layers.Dense(s.tower_units, "relu"),
                                                tf.keras.layers.Dropout(s.dropout),
                                                tf.keras.layers.Dense(1)], name=f"tower_{t}") for t in s.tasks}
-        self.fm_heads = {t: tf.keras.layers.Dense(1, name=f"fm_{t}") for t in s.tasks} if s.fm else {}
+        fm_tasks = s.tasks if s.fm_tasks is None else tuple(t for t in s.tasks if t in s.fm_tasks)
+        self.fm_heads = {t: tf.keras.layers.Dense(1, name=f"fm_{t}") for t in fm_tasks} if s.fm else {}
 
     def call(self, f: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
         n = tf.shape(f["row_cat"])[0]
@@ -100,13 +117,17 @@ class MMoERanker(tf.keras.Model):
             return tf.broadcast_to(x, tf.concat([[n], tf.shape(x)[1:]], axis=0))
 
         user_cat, user_num = rows(f["user_cat"]), rows(f["user_num"])
-        fields, linear = [], []
+        # (ops in the order they always had: graph-level random seeds, hence dropout masks and
+        # the default configuration's results, depend on it)
+        fields, linear = [], {k: [] for k in self.first_order}
         for j, name in enumerate(USER_CATEGORICAL):
             fields.append(self.tables[name](user_cat[:, j]))
-            linear.append(self.first_order[name](user_cat[:, j])[:, 0])
+            for k, weights in self.first_order.items():
+                linear[k].append(weights[name](user_cat[:, j])[:, 0])
         for j, name in enumerate(ROW_CATEGORICAL):
             fields.append(self.tables[name](f["row_cat"][:, j]))
-            linear.append(self.first_order[name](f["row_cat"][:, j])[:, 0])
+            for k, weights in self.first_order.items():
+                linear[k].append(weights[name](f["row_cat"][:, j])[:, 0])
         for bag in USER_BAGS:  # weighted bag of the user's top categories / brands, in the candidate's table
             ids, w = rows(f[f"{bag}_bag"]), rows(f[f"{bag}_bag_weights"])
             fields.append(tf.reduce_sum(self.tables[bag](ids) * w[..., None], axis=1))
@@ -117,18 +138,30 @@ class MMoERanker(tf.keras.Model):
         num_fields = numeric[..., None] * tf.concat([self.user_num_v, self.row_num_v], axis=0)[None]
         cat = tf.concat([x if len(x.shape) == 3 else x[:, None] for x in fields], axis=1)  # [n, Fc, d]
         x = tf.concat([tf.reshape(cat, [n, cat.shape[1] * cat.shape[2]]), numeric], axis=1)
+
+        def bi_interaction() -> tf.Tensor:
+            all_fields = tf.concat([cat, num_fields], axis=1)
+            s = tf.reduce_sum(all_fields, axis=1)
+            return 0.5 * (s * s - tf.reduce_sum(all_fields * all_fields, axis=1))    # [n, d]
+
+        if self.settings.fm and self.settings.fm_into_experts:  # NFM-style: also an input of the experts
+            bi = bi_interaction()
+            x = tf.concat([x, bi], axis=1)
         experts = tf.stack([e(x, training=training) for e in self.experts], axis=1)  # [n, E, u]
         out = {}
         if self.settings.fm:
-            all_fields = tf.concat([cat, num_fields], axis=1)
-            s = tf.reduce_sum(all_fields, axis=1)
-            bi = 0.5 * (s * s - tf.reduce_sum(all_fields * all_fields, axis=1))    # [n, d]
-            first = tf.add_n(linear) + self.num_linear(numeric)[:, 0]
+            if not self.settings.fm_into_experts:
+                bi = bi_interaction()
+            first = {k: tf.add_n(terms) + self.num_linear[k](numeric)[:, 0] for k, terms in linear.items()}
         for t in self.settings.tasks:
-            gate = self.gates[t](x)[..., None]                             # [n, E, 1]
-            logit = self.towers[t](tf.reduce_sum(experts * gate, axis=1), training=training)[:, 0]
-            if self.settings.fm:
-                logit = logit + self.fm_heads[t](bi)[:, 0] + first
+            pool = experts
+            if self.task_expert_nets[t]:  # CGC: the shared experts, then this task's own
+                own = tf.stack([e(x, training=training) for e in self.task_expert_nets[t]], axis=1)
+                pool = tf.concat([experts, own], axis=1)
+            gate = self.gates[t](x)[..., None]                             # [n, E (+ own), 1]
+            logit = self.towers[t](tf.reduce_sum(pool * gate, axis=1), training=training)[:, 0]
+            if t in self.fm_heads:
+                logit = logit + self.fm_heads[t](bi)[:, 0] + first[t if t in first else ""]
             out[t] = logit
         return out
 

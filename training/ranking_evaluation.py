@@ -26,11 +26,13 @@ BASELINE_SETTINGS = ("embedding_dim", "expert_units", "tower_units", "dropout", 
 def train_baselines(encoder, train_f, val_f, test_f, settings, *, progress: bool = False,
                     log=print) -> tuple[dict[str, np.ndarray], dict[str, list]]:
     """Test-row probabilities of the CTR-only DNN (impressions) and the CVR-only DNN (clicked
-    rows): `settings` with one expert, no FM part, one task, no segment weights."""
+    rows): `settings` with one expert, no FM part, one task, no segment weights (and none of the
+    multi-task options: no task-specific experts, no per-task linear terms, no CTCVR scaling)."""
     from training.mmoe import MMoERanker
     from training.teacher_fit import fit, predict
 
-    base = replace(settings, experts=1, fm=False, adapt_weights=False, segment_weights=())
+    base = replace(settings, experts=1, fm=False, adapt_weights=False, segment_weights=(), task_experts=0,
+                   task_linear=False, detach_ctr_in_ctcvr=False, ctcvr_weight=1.0, fm_tasks=None, fm_into_experts=False)
     train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
     probs, curves = {}, {}
     for task, rows in (("ctr", None), ("cvr", train.click == 1)):

@@ -26,9 +26,12 @@ def _log_sigmoid(x: tf.Tensor) -> tf.Tensor:
     return -tf.nn.softplus(-x)
 
 
-def per_example_losses(logits: dict[str, tf.Tensor], click: tf.Tensor, purchase: tf.Tensor) -> tf.Tensor:
+def per_example_losses(logits: dict[str, tf.Tensor], click: tf.Tensor, purchase: tf.Tensor,
+                       detach_ctr: bool = False) -> tf.Tensor:
     """[n, 2] losses: (CTR, CTCVR) for the teacher; a single-task model fills one column.
-    A CVR-only model (no CTR logit) is the click-space baseline: BCE(purchase, pCVR)."""
+    A CVR-only model (no CTR logit) is the click-space baseline: BCE(purchase, pCVR).
+    `detach_ctr`: pCTR enters pCTCVR as a constant (stop-gradient), so the CTCVR loss trains
+    the CVR side only and the CTR logit learns from the click loss alone."""
     click = tf.cast(click, tf.float32)
     purchase = tf.cast(purchase, tf.float32)
     zeros = tf.zeros_like(click)
@@ -37,7 +40,8 @@ def per_example_losses(logits: dict[str, tf.Tensor], click: tf.Tensor, purchase:
         ctr = tf.nn.sigmoid_cross_entropy_with_logits(labels=click, logits=logits["ctr"])
     conv = zeros
     if "cvr" in logits and "ctr" in logits:
-        log_p = tf.minimum(_log_sigmoid(logits["ctr"]) + _log_sigmoid(logits["cvr"]), -1e-7)  # log pCTCVR
+        ctr_logit = tf.stop_gradient(logits["ctr"]) if detach_ctr else logits["ctr"]
+        log_p = tf.minimum(_log_sigmoid(ctr_logit) + _log_sigmoid(logits["cvr"]), -1e-7)  # log pCTCVR
         log_not = tf.math.log(-tf.math.expm1(log_p))
         conv = -(purchase * log_p + (1.0 - purchase) * log_not)
     elif "cvr" in logits:
@@ -49,13 +53,13 @@ class SegmentTaskWeights:
     """Loss weight of each task per user behaviour segment, optionally adapted each epoch.
 
     `base[s, t]` comes from configuration (by segment name; "" is users without a segment,
-    vocabulary index 0). With `adapt`, after every epoch each segment's weights become
-    base · K·softmax(r / T), r_t = L_t(epoch) / L_t(epoch − 1) — dynamic weight average: a task
-    whose loss stopped falling in a segment gets more weight there.
+    vocabulary index 0), the CTCVR column times `ctcvr_scale`. With `adapt`, after every epoch
+    each segment's weights become base · K·softmax(r / T), r_t = L_t(epoch) / L_t(epoch − 1) —
+    dynamic weight average: a task whose loss stopped falling in a segment gets more weight there.
     """
 
     def __init__(self, segment_vocabulary: Sequence[str], configured: Sequence[tuple[str, float, float]],
-                 adapt: bool, temperature: float = 2.0):
+                 adapt: bool, temperature: float = 2.0, ctcvr_scale: float = 1.0):
         index = {name: i + 1 for i, name in enumerate(segment_vocabulary)}
         index[""] = 0
         self.names = ["", *segment_vocabulary]
@@ -63,6 +67,7 @@ class SegmentTaskWeights:
         for name, w_ctr, w_conv in configured:
             if name in index:
                 self.base[index[name]] = (w_ctr, w_conv)
+        self.base[:, 1] *= ctcvr_scale
         self.adapt = adapt
         self.temperature = temperature
         self.variable = tf.Variable(self.base, trainable=False, name="segment_task_weights")

@@ -86,7 +86,7 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
     started = time.perf_counter()
     tf.keras.utils.set_random_seed(settings.seed)
     weights = SegmentTaskWeights(segments, settings.segment_weights, settings.adapt_weights,
-                                 settings.adapt_temperature)
+                                 settings.adapt_temperature, settings.ctcvr_weight)
     optimizer = tf.keras.optimizers.Adam(settings.learning_rate)
     n_segments = len(weights.names)
     data = {**train.inputs, "click": train.click.astype(np.float32), "purchase": train.purchase.astype(np.float32)}
@@ -98,7 +98,7 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
         segment = batch["user_cat"][:, 0]
         with tf.GradientTape() as tape:
             logits = model(batch, training=True)
-            losses = per_example_losses(logits, batch["click"], batch["purchase"])
+            losses = per_example_losses(logits, batch["click"], batch["purchase"], settings.detach_ctr_in_ctcvr)
             loss = weights.weighted(losses, segment) + tf.add_n(model.losses or [tf.constant(0.0)])
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))

@@ -38,6 +38,31 @@ def test_esmm_loss_is_the_purchase_loss_of_the_product():
     assert losses[:, 1] == pytest.approx([-np.log(p[0]), -np.log(1 - p[1])], rel=1e-5)
 
 
+def test_detached_ctr_gets_no_gradient_from_the_ctcvr_loss():
+    import tensorflow as tf
+
+    from training.ranking_task import per_example_losses
+
+    ctr, cvr = tf.Variable([0.3, -1.0, 2.0]), tf.Variable([-2.0, 0.5, 0.1])
+    click, purchase = tf.constant([1.0, 0.0, 1.0]), tf.constant([1.0, 0.0, 0.0])
+    for detach in (False, True):
+        with tf.GradientTape(persistent=True) as tape:
+            losses = per_example_losses({"ctr": ctr, "cvr": cvr}, click, purchase, detach_ctr=detach)
+            ctcvr = tf.reduce_sum(losses[:, 1])
+        d_ctr, d_cvr = tape.gradient(ctcvr, ctr), tape.gradient(ctcvr, cvr)
+        assert (np.abs(d_ctr.numpy()).max() == 0.0) == detach  # detached: CTR learns from clicks only
+        assert np.abs(d_cvr.numpy()).min() > 0.0
+        # the loss values themselves do not change
+        assert losses.numpy() == pytest.approx(per_example_losses({"ctr": ctr, "cvr": cvr}, click, purchase).numpy())
+
+
+def test_ctcvr_weight_scales_every_segment():
+    from training.ranking_task import SegmentTaskWeights
+
+    w = SegmentTaskWeights(["high_value"], [("high_value", 1.0, 2.0)], adapt=False, ctcvr_scale=3.0)
+    assert w.variable.numpy().tolist() == [[1.0, 3.0], [1.0, 6.0]]
+
+
 def test_segment_task_weights_configured_then_adapted():
     from training.ranking_task import SegmentTaskWeights
 
@@ -155,3 +180,77 @@ def test_train_and_evaluate_ranking_publish_versions_and_report(frames, home, tm
     assert names[0].startswith("MMoE teacher") and "CTR-only DNN" in names and "CVR-only DNN" in names
     assert (tmp_path / "report" / "metrics.md").read_text().count("\n") == len(names) + 2
     assert (tmp_path / "report" / "metrics.png").exists()
+
+
+@pytest.mark.parametrize("options", [{"fm_tasks": ("cvr",), "fm_into_experts": True},
+                                     {"fm_tasks": (), "fm_into_experts": True, "task_experts": 2}],
+                         ids=["fm-on-cvr+fm-into-experts", "fm-only-into-experts+cgc"])
+def test_fm_read_out_for_named_tasks_and_fm_into_experts(tmp_path, options):
+    """`fm_tasks` / `fm_into_experts`: the FM read-out only on the named logits, the bi-interaction
+    vector widening the experts' input; the server's NumPy forward pass equals the SavedModel."""
+    from ranking.teacher import Teacher
+    from training.mmoe import MMoERanker, MMoESettings, save_teacher
+    from vitrine.versions import write_manifest
+
+    f = synthetic_frame(300, seed=1)
+    enc = TeacherEncoder.fit(f)
+    sizes = enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric)
+    inputs = enc.encode_frame(f.head(5))
+    small = {"experts": 2, "expert_units": 8, "tower_units": 4, "embedding_dim": 4, "seed": 1}
+    plain = MMoERanker(*sizes, MMoESettings(**small))
+    plain(inputs)
+    model = MMoERanker(*sizes, MMoESettings(**small, **options))
+    out = model(inputs)
+    assert set(model.fm_heads) == set(options["fm_tasks"]) and out["ctr"].shape == out["cvr"].shape == (5,)
+    widen = model.settings.embedding_dim  # the experts' input gains the bi-interaction vector
+    assert model.experts[0].layers[0].kernel.shape[0] == plain.experts[0].layers[0].kernel.shape[0] + widen
+    rng = np.random.default_rng(2)  # random weights everywhere (first-order terms start at 0)
+    model.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in model.get_weights()])
+    save_teacher(model, enc, tmp_path / "v1")
+    write_manifest(tmp_path / "v1", model="ranker", feature_service="ranker_v1")
+    teacher = Teacher.load(tmp_path / "v1")
+    assert teacher.numpy is not None and teacher.numpy_problem == ""
+    rows = f.iloc[:40]
+    tf_ctr, tf_cvr = teacher.score_frame(rows)
+    np_ctr, np_cvr = teacher._run(enc.encode_frame(rows))
+    assert np_ctr == pytest.approx(tf_ctr, abs=1e-5) and np_cvr == pytest.approx(tf_cvr, abs=1e-5)
+
+
+@pytest.mark.slow  # a small fit: ~10 s
+def test_task_experts_and_task_linear_build_train_and_reload(frames, tmp_path):
+    """CGC (shared + per-task experts) with per-task first-order terms and a detached pCTR: the
+    model builds with the extra weights, scores with the usual shapes, and save → load gives
+    identical scores through the unchanged serving signature."""
+    import tensorflow as tf
+
+    from ranking.teacher import SAVED_MODEL, Teacher
+    from training.mmoe import MMoERanker, MMoESettings, input_specs, save_teacher
+    from training.ranking_pipeline import labelled
+    from training.teacher_fit import fit, predict
+    from vitrine.versions import write_manifest
+
+    train_f, val_f, test_f = frames
+    enc = TeacherEncoder.fit(train_f)
+    sizes = enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric)
+    settings = MMoESettings(epochs=1, batch_size=256, learning_rate=0.01, experts=2, expert_units=16,
+                            task_experts=1, task_linear=True, detach_ctr_in_ctcvr=True, ctcvr_weight=2.0)
+    model = MMoERanker(*sizes, settings)
+    fit(model, labelled(enc, train_f), labelled(enc, val_f), settings, enc.vocabularies["segment"].values)
+    plain = MMoERanker(*sizes, MMoESettings(experts=2, expert_units=16))
+    plain(labelled(enc, test_f.head(4)).inputs)
+    assert set(model.first_order) == set(model.num_linear) == {"ctr", "cvr"} and set(plain.first_order) == {""}
+    assert all(len(model.task_expert_nets[t]) == 1 and model.task_expert_nets[t][0].weights for t in ("ctr", "cvr"))
+    assert plain.task_expert_nets == {"ctr": [], "cvr": []}
+    assert model.gates["ctr"].units == 3 and plain.gates["ctr"].units == 2
+    in_memory = predict(model, labelled(enc, test_f).inputs)
+    assert in_memory["p_ctr"].shape == in_memory["p_cvr"].shape == (len(test_f),)
+
+    directory = tmp_path / "v1"
+    save_teacher(model, enc, directory)
+    write_manifest(directory, model="ranker", feature_service="ranker_v1")
+    signature = tf.saved_model.load(str(directory / SAVED_MODEL)).signatures["serving_default"]
+    assert set(signature.structured_outputs) == {"p_ctr", "p_cvr"}
+    assert set(signature.structured_input_signature[1]) == set(input_specs(len(enc.user_numeric),
+                                                                           len(enc.row_numeric)))
+    p_ctr, p_cvr = Teacher.load(directory).score_frame(test_f)
+    assert p_ctr == pytest.approx(in_memory["p_ctr"], abs=1e-6) and p_cvr == pytest.approx(in_memory["p_cvr"], abs=1e-6)

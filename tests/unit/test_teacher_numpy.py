@@ -1,6 +1,6 @@
 """The teacher's NumPy forward pass (what the server runs) against its SavedModel, for every
-architecture option: plain MMoE, numeric bucket embeddings, no FM part;
- and the load-time probe that falls back to TensorFlow on a mismatch."""
+architecture option: plain MMoE, CGC task experts, per-task first-order terms, numeric bucket
+embeddings, no FM part; and the load-time probe that falls back to TensorFlow on a mismatch."""
 
 import numpy as np
 import pytest
@@ -31,9 +31,10 @@ def _save(frame, directory, **options):
 
 @pytest.mark.parametrize("options", [
     {},
+    {"task_experts": 1, "task_linear": True},
     {"numeric_buckets": True},
     {"fm": False},
-], ids=["mmoe", "buckets", "no-fm"])
+], ids=["mmoe", "cgc+task-linear", "buckets", "no-fm"])
 def test_numpy_forward_equals_the_saved_model(frame, tmp_path, options):
     from ranking.teacher import Teacher
 
