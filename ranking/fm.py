@@ -137,6 +137,11 @@ class FeatureMap:
             out = self.item_part(rows, n)
         else:
             out = np.array(item_part, dtype=np.int64).reshape(n, len(self.fields))
+        self.encode_request(out, users, rows, n, m)
+        return out
+
+    def encode_request(self, out: np.ndarray, users: Columns, rows: Columns, n: int, m: int = 1) -> None:
+        """Fill `out[n, F]`'s positions of the fields that are not item-only (user, context, crosses)."""
         for j, f in enumerate(self.fields):
             if self._item_field(f):
                 continue
@@ -150,7 +155,11 @@ class FeatureMap:
             if k == 1 and value is not None and np.ndim(value) == 1:
                 value = value[:1]  # one request: its user and context values are encoded once, broadcast
             out[:, j] = f.offset + f.encode(value, k)
-        return out
+
+    @property
+    def item_fields(self) -> np.ndarray:
+        """Positions of the item-only fields."""
+        return np.array([j for j, f in enumerate(self.fields) if self._item_field(f)], dtype=np.int64)
 
     @property
     def request_columns(self) -> list[str]:
@@ -218,6 +227,8 @@ class FMStudent:
         shared = self.feature_map.user_fields
         self._user_fields = shared
         self._row_fields = np.setdiff1d(np.arange(len(self.feature_map.fields)), shared)
+        self._item_fields = self.feature_map.item_fields
+        self._request_row_fields = np.setdiff1d(self._row_fields, self._item_fields)  # context, crosses
         self._adjusted = (self.linear - 0.5 * np.einsum("ij,ij->i", self.factors, self.factors)).astype(np.float32)
 
     @property
@@ -247,23 +258,43 @@ class FMStudent:
         return cls(directory, manifest, fmap, float(arrays["bias"].reshape(-1)[0]), linear, factors)
 
     def score(self, user: Columns, items: Columns, request: Columns,
-              item_part: np.ndarray | None = None) -> np.ndarray:
-        """`item_part`: the candidates' rows of `feature_map.item_part` (then `items` needs only
-        the columns of `request_columns`)."""
-        users, rows, n = request_rows(user, items, request, n=None if item_part is None else len(item_part))
+              item_part: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """`item_part`: the candidates' rows of `item_part` (then `items` needs only the columns of
+        `request_columns`)."""
+        n = None if item_part is None else len(item_part["linear_sum"])
+        users, rows, n = request_rows(user, items, request, n=n)
         if n == 0:
             return np.zeros(0, dtype=np.float32)
-        idx = self.feature_map.encode(users, rows, n, item_part=item_part)
-        return fm_logits_one_user(self.bias, self.linear, self.factors, idx[0, self._user_fields],
-                                  idx[:, self._row_fields], self._adjusted)
+        if item_part is None:
+            idx = self.feature_map.encode(users, rows, n)
+            return fm_logits_one_user(self.bias, self.linear, self.factors, idx[0, self._user_fields],
+                                      idx[:, self._row_fields], self._adjusted)
+        # the item-only fields arrive summed (their factors, their linear weights); add the rest
+        idx = np.zeros((n, len(self.feature_map.fields)), dtype=np.int64)
+        self.feature_map.encode_request(idx, users, rows, n)
+        user_idx = idx[0, self._user_fields]
+        s = item_part["factor_sum"] + self.factors[user_idx].sum(axis=0)
+        linear = item_part["linear_sum"] + self._adjusted[user_idx].sum()
+        for j in self._request_row_fields.tolist():
+            s = s + self.factors[idx[:, j]]
+            linear = linear + self._adjusted[idx[:, j]]
+        return (self.bias + linear + 0.5 * np.einsum("nk,nk->n", s, s)).astype(np.float32)
 
     @property
     def request_columns(self) -> list[str]:
         return self.feature_map.request_columns
 
-    def item_part(self, items: Columns, n: int) -> np.ndarray:
-        """The fields that depend on the item alone, for a table of `n` items (`score`'s `item_part`)."""
-        return self.feature_map.item_part(items, n)
+    def item_part(self, items: Columns, n: int) -> dict[str, np.ndarray]:
+        """For a table of `n` items, what the item-only fields add to each candidate's FM score:
+        the sum of their factor vectors [n, k] and of their linear weights (with −½|v|² folded
+        in, as `fm_logits_one_user`) [n] — `score`'s `item_part`. The FM's pairwise term only
+        needs Σ_f v_f, so a request adds its user, context and cross fields to these sums."""
+        idx = self.feature_map.item_part(items, n)[:, self._item_fields]
+        factor_sum = np.zeros((n, self.factors.shape[1]), dtype=np.float32)
+        for j in range(idx.shape[1]):
+            factor_sum += self.factors[idx[:, j]]
+        linear_sum = self._adjusted[idx].sum(axis=1, dtype=np.float32) if idx.shape[1] else np.zeros(n, np.float32)
+        return {"factor_sum": factor_sum, "linear_sum": linear_sum}
 
     def score_frame(self, frame) -> np.ndarray:
         """Logits for training-set rows (one user per row)."""

@@ -110,14 +110,16 @@ def test_serving_score_equals_the_training_rows(trained_student):
     served = student.score(user, items, request)
     assert served.dtype == np.float32 and served.shape == (len(rows),)
     assert served == pytest.approx(student.score_frame(same_request), abs=1e-6)
-    # the server's path: item-only fields encoded once for a whole item table (here every
-    # validation row), the request's rows taken from it, only `request_columns` passed
+    # the server's path: the item-only fields' factor and weight sums computed once for a whole
+    # item table (here every validation row), the request's rows taken from it, only
+    # `request_columns` passed: the same logits up to float rounding
     table = {c: val[c].to_numpy() for c in val if c.startswith(("item_", "merchant_"))}
-    part = student.feature_map.item_part(table, len(val))
-    taken = part[np.flatnonzero(val["user_id"].to_numpy() == uid)]
-    few = {c: items[c] for c in student.feature_map.request_columns if c in items}
+    part = student.item_part(table, len(val))
+    mine = np.flatnonzero(val["user_id"].to_numpy() == uid)
+    few = {c: items[c] for c in student.request_columns if c in items}
     assert len(few) < len(items)
-    assert np.array_equal(student.score(user, few, request, item_part=taken), served)
+    fast = student.score(user, few, request, item_part={k: v[mine] for k, v in part.items()})
+    assert fast.dtype == np.float32 and fast == pytest.approx(served, abs=1e-5)
     unknown = student.score({}, {"item_attributes__price": [None, 10.0]}, {"request_unix_s": 0})
     assert unknown.shape == (2,) and np.isfinite(unknown).all()
 
