@@ -13,7 +13,9 @@ i.e. the usual factorisation machine with x_i ∈ {0, 1}.
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from ranking.context import PREFIX as CONTEXT_PREFIX
 from ranking.features import (
     PRICE,
     Columns,
+    _to_float,
     as_floats,
     as_strings,
     fit_vocabulary,
@@ -57,6 +60,16 @@ class Field:
     def __post_init__(self) -> None:
         self._index = {v: i + 1 for i, v in enumerate(self.vocabulary or [])}
         self._edges = np.asarray(self.edges or [], dtype=np.float64)
+        self._edge_list = [float(e) for e in self.edges or []]
+
+    def encode_one(self, value: Any) -> int:
+        """`encode` of a single value (a request's user and context fields), without arrays."""
+        if self.kind == "categorical":
+            return self._index.get(_one_string(value), 0)
+        x = _to_float(value)
+        if not math.isfinite(x):
+            return 0
+        return bisect.bisect_right(self._edge_list, x) + 1
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "column", "kind", "side", "offset", "vocabulary", "edges")}
@@ -152,8 +165,11 @@ class FeatureMap:
             value = source.get(f.column)
             if hasattr(value, "to_numpy"):
                 value = value.to_numpy()
-            if k == 1 and value is not None and np.ndim(value) == 1:
-                value = value[:1]  # one request: its user and context values are encoded once, broadcast
+            if k == 1:  # one request: its user and context values are encoded once, broadcast
+                if value is not None and not isinstance(value, str) and np.ndim(value) == 1:
+                    value = value[0] if len(value) else None
+                out[:, j] = f.offset + f.encode_one(value)
+                continue
             out[:, j] = f.offset + f.encode(value, k)
 
     @property
@@ -184,6 +200,21 @@ class FeatureMap:
         if fm.size != d["size"] or [f.offset for f in fm.fields] != [f["offset"] for f in d["fields"]]:
             raise ValueError("feature map offsets do not add up")
         return fm
+
+
+def _one_string(v: Any) -> str | None:
+    """One value as `as_strings` writes it: None for missing, integral numbers as integers."""
+    if v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(v):
+            return None
+        return str(int(v)) if float(v).is_integer() else str(v)
+    return str(v)
 
 
 def fm_logits(bias: float, linear: np.ndarray, factors: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -139,3 +139,18 @@ def test_tampered_or_wrong_versions_are_refused(trained_student, tmp_path):
     write_manifest(copy, model="coarse", feature_service="coarse_v1")
     with pytest.raises(BadModelVersion, match="do not match"):
         FMStudent.load(copy)
+
+
+def test_one_value_encodes_as_an_array_of_one():
+    """A request's user and context fields go through `encode_one`; it must agree with `encode`."""
+    from ranking.fm import Field
+
+    cat = Field("c", "col", "categorical", "user", vocabulary=["1", "2.5", "True", "abc", "7"])
+    num = Field("x", "col", "bucket", "user", edges=[-1.0, 0.0, 2.5, 10.0])
+    values = [None, np.nan, np.inf, 1, 1.0, np.float32(1.0), np.int64(7), 7.0, 2.5, np.float64(2.5), True,
+              np.bool_(True), "abc", np.str_("abc"), "zzz", -5.0, 0.0, 10.0, 11, "2.5", -np.inf, 0]
+    for v in values:
+        arr = np.array([v], dtype=object)
+        assert cat.encode_one(v) == cat.encode(arr, 1)[0], v
+        if not isinstance(v, str) or v == "2.5":
+            assert num.encode_one(v) == num.encode(np.array([v]) if isinstance(v, str) else arr, 1)[0], v
