@@ -17,6 +17,8 @@ quality: on the cached training set, for each seed, the teacher (default setting
 distilled student are trained on the same rows and scored on the test day; mean ± sd over seeds
 per metric (the published versions are one seed). `--teacher-only` skips the baselines and the
 student (screening teacher variants against recorded baseline figures).
+The teacher's validation-day CTR and CVR AUC at its kept epoch (and the selection score,
+`MMoESettings.select_on`) are printed and recorded per seed too: variants are picked on those.
 
 search: the teacher trial the tuner uses (a 40k-row subsample of the training days, 2 epochs,
 median early stopping) searched by PSO and by random search with the same budget for each
@@ -224,14 +226,19 @@ def quality(args) -> dict:
         settings = replace(MMoESettings(seed=seed), **overrides)
         model = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), settings)
         fitted = fit(model, train, val, settings, encoder.vocabularies["segment"].values)
+        best = fitted.history[fitted.best_epoch - 1]  # the kept epoch's validation-day figures
         fits.append({"seed": seed, "epochs": len(fitted.history), "best_epoch": fitted.best_epoch,
-                     "seconds": round(fitted.seconds, 1)})
+                     "seconds": round(fitted.seconds, 1), "select_on": settings.select_on,
+                     "val_score": best["val_auc"], "val_ctr_auc": best["val_ctr_auc"],
+                     "val_cvr_auc": best["val_cvr_auc"]})
+        val_text = (f"validation CTR AUC {best['val_ctr_auc']:.4f}, CVR AUC {best['val_cvr_auc']:.4f} "
+                    f"(score {best['val_auc']:.4f}, {settings.select_on})")
         probs = predict(model, test.inputs)
         if args.teacher_only:
             row = {"teacher": head_metrics(test_f, probs["p_ctr"], probs["p_cvr"])}
             per_seed.append(row)
             print(f"seed {seed} ({time.perf_counter() - t:.0f}s, best epoch {fitted.best_epoch} of "
-                  f"{len(fitted.history)}): teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
+                  f"{len(fitted.history)}): {val_text}; test: teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
                   f"CVR AUC {row['teacher']['cvr']['auc']:.4f}, CTCVR AUC {row['teacher']['ctcvr']['auc']:.4f}",
                   flush=True)
             continue
@@ -247,7 +254,8 @@ def quality(args) -> dict:
                "ctr_x_cvr_dnn": {"ctcvr": head_metrics(test_f, base["ctr"], base["cvr"])["ctcvr"]},
                "student": {"ctr": report(users, clicks, 1 / (1 + np.exp(-s)))}}
         per_seed.append(row)
-        print(f"seed {seed} ({time.perf_counter() - t:.0f}s): teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
+        print(f"seed {seed} ({time.perf_counter() - t:.0f}s): teacher {val_text}; "
+              f"test: teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
               f"CTR-only {row['ctr_dnn']['ctr']['auc']:.4f}, student {row['student']['ctr']['auc']:.4f}; "
               f"CVR AUC teacher {row['teacher']['cvr']['auc']:.4f}, CVR-only {row['cvr_dnn']['cvr']['auc']:.4f}",
               flush=True)
@@ -258,6 +266,12 @@ def quality(args) -> dict:
                 vals = [r[model][head][metric] for r in per_seed]
                 summary.setdefault(model, {}).setdefault(head, {})[metric] = (float(np.mean(vals)),
                                                                               float(np.std(vals)))
+    validation = {k: (float(np.mean([f[k] for f in fits])), float(np.std([f[k] for f in fits])))
+                  for k in ("val_score", "val_ctr_auc", "val_cvr_auc")}
+    print(f"\nteacher on the validation day (kept epoch), mean ± sd: CTR AUC {validation['val_ctr_auc'][0]:.4f} ± "
+          f"{validation['val_ctr_auc'][1]:.4f}, CVR AUC {validation['val_cvr_auc'][0]:.4f} ± "
+          f"{validation['val_cvr_auc'][1]:.4f}, selection score {validation['val_score'][0]:.4f} ± "
+          f"{validation['val_score'][1]:.4f}")
     print(f"\nmean ± sd over seeds {args.seeds} (test day: {len(test_f):,} rows, {int(clicks.sum()):,} clicks, "
           f"{int(test_f['label_purchase'].sum())} purchases)")
     print("| model | head | AUC | GAUC | logloss |\n|---|---|---:|---:|---:|")
@@ -267,7 +281,7 @@ def quality(args) -> dict:
                                                        for k in ("auc", "gauc", "logloss")) + " |")
     return {"seeds": args.seeds, "fraction": args.fraction, "dataset": data.describe(),
             "teacher_settings": json.loads(json.dumps(asdict(replace(MMoESettings(), **overrides)))),
-            "teacher_fits": fits, "per_seed": per_seed, "summary": summary}
+            "teacher_fits": fits, "teacher_validation": validation, "per_seed": per_seed, "summary": summary}
 
 
 def main() -> None:

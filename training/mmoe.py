@@ -32,7 +32,7 @@ class MMoESettings:
     l2: float = 1e-6
     epochs: int = 5
     batch_size: int = 1024
-    patience: int = 2  # epochs without a better validation CTR AUC before stopping (best epoch kept)
+    patience: int = 2  # epochs without a better selection score (`select_on`) before stopping (best epoch kept)
     # per behaviour segment: (CTR weight, CTCVR weight); "" is users without a segment (new users)
     segment_weights: tuple[tuple[str, float, float], ...] = (
         ("high_value", 1.0, 2.0), ("potential", 1.0, 1.5), ("normal", 1.0, 1.0), ("", 1.0, 1.0))
@@ -54,6 +54,10 @@ class MMoESettings:
     # the tasks whose logit adds the FM read-out and the first-order term (None: every task)
     fm_tasks: tuple[str, ...] | None = None
     fm_into_experts: bool = False  # the FM bi-interaction vector also feeds the experts and gates (NFM-style)
+    # the validation score that picks the kept epoch and drives early stopping: "ctr" (CTR AUC on
+    # impressions) or "ctr+cvr" (the mean of that and the CVR AUC on clicked rows, pCVR vs purchase);
+    # a single-task model (the baselines) is always scored on its own task
+    select_on: str = "ctr"
     seed: int = 0
 
 

@@ -32,7 +32,8 @@ def train_baselines(encoder, train_f, val_f, test_f, settings, *, progress: bool
     from training.teacher_fit import fit, predict
 
     base = replace(settings, experts=1, fm=False, adapt_weights=False, segment_weights=(), task_experts=0,
-                   task_linear=False, detach_ctr_in_ctcvr=False, ctcvr_weight=1.0, fm_tasks=None, fm_into_experts=False)
+                   task_linear=False, detach_ctr_in_ctcvr=False, ctcvr_weight=1.0, fm_tasks=None, fm_into_experts=False,
+                   select_on="ctr")
     train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
     probs, curves = {}, {}
     for task, rows in (("ctr", None), ("cvr", train.click == 1)):

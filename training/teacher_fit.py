@@ -1,6 +1,6 @@
 """Fitting the MMoE teacher (and the single-task baselines) on encoded rows: a plain
-GradientTape loop over epochs with per-segment task weights, validation AUC after every
-epoch, early stopping with the best epoch's weights restored, and an optional hook that lets
+GradientTape loop over epochs with per-segment task weights, a validation score after every
+epoch (`MMoESettings.select_on`), early stopping with the best epoch's weights restored, and an optional hook that lets
 a tuner stop a bad trial early."""
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class FitResult:
     model: MMoERanker
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
+    # the best epoch's selection score (`MMoESettings.select_on`): validation CTR AUC by default,
+    # the mean of CTR AUC and clicked-row CVR AUC with "ctr+cvr"; what tuning compares
     best_val_auc: float = float("nan")
     stopped: str = ""  # why training ended before `epochs`, if it did
     seconds: float = 0.0
@@ -73,17 +75,46 @@ def predict(model: MMoERanker, inputs: Arrays, batch: int = 8192, logits: bool =
     return probs
 
 
-def validation_auc(model: MMoERanker, data: Labelled) -> float:
-    """CTR AUC for models with a CTR head, else (the CVR-only baseline) purchase AUC."""
-    probs = predict(model, data.inputs)
-    return auc(data.click, probs["p_ctr"]) if "p_ctr" in probs else auc(data.purchase, probs["p_cvr"])
+SELECT_ON = ("ctr", "ctr+cvr")
+
+
+def validation_aucs(probs: dict[str, np.ndarray], data: Labelled) -> dict[str, float]:
+    """Per head: "ctr" — CTR AUC on every row; "cvr" — pCVR vs purchase AUC on the clicked rows
+    (as evaluation computes it), or on every row for a model without a CTR head (the CVR-only
+    baseline, whose validation rows are the clicked ones already)."""
+    out = {}
+    if "p_ctr" in probs:
+        out["ctr"] = auc(data.click, probs["p_ctr"])
+    if "p_cvr" in probs:
+        rows = data.click == 1 if "p_ctr" in probs else np.ones(len(data), bool)
+        out["cvr"] = auc(data.purchase[rows], probs["p_cvr"][rows])
+    return out
+
+
+def selection_score(aucs: dict[str, float], select_on: str = "ctr") -> float:
+    """The epoch score: CTR AUC ("ctr"), or the mean of CTR and CVR AUC ("ctr+cvr"); a
+    single-task model's own AUC whatever `select_on` says."""
+    if select_on not in SELECT_ON:
+        raise ValueError(f"select_on {select_on!r}: expected one of {SELECT_ON}")
+    if len(aucs) == 1:
+        return next(iter(aucs.values()))
+    if select_on == "ctr+cvr":
+        return (aucs["ctr"] + aucs["cvr"]) / 2
+    return aucs["ctr"]
+
+
+def validation_auc(model: MMoERanker, data: Labelled, select_on: str = "ctr") -> float:
+    """The selection score on `data` (see `selection_score`)."""
+    return selection_score(validation_aucs(predict(model, data.inputs), data), select_on)
 
 
 def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESettings, segments: list[str], *,
         progress: bool = False, keep_going: Callable[[int, float], bool] | None = None) -> FitResult:
-    """Train `model` for up to `settings.epochs`, keeping the epoch with the best validation AUC.
+    """Train `model` for up to `settings.epochs`, keeping the epoch with the best validation
+    selection score (`settings.select_on`); early stopping counts epochs without a better one.
     `keep_going(epoch, val_auc)` returning False stops the run (a tuner's early stop)."""
     started = time.perf_counter()
+    selection_score({"ctr": 0.5, "cvr": 0.5}, settings.select_on)  # an unknown select_on fails before training
     tf.keras.utils.set_random_seed(settings.seed)
     weights = SegmentTaskWeights(segments, settings.segment_weights, settings.adapt_weights,
                                  settings.adapt_temperature, settings.ctcvr_weight)
@@ -122,14 +153,16 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
         task_w = weights.end_epoch(sums, counts)
-        val_auc = validation_auc(model, val)
+        aucs = validation_aucs(predict(model, val.inputs), val)
+        val_auc = selection_score(aucs, settings.select_on)
         result.history.append({"epoch": epoch, "train_loss": total / steps, "val_auc": val_auc,
+                               **{f"val_{t}_auc": v for t, v in aucs.items()},
                                "task_weights": task_w.round(4).tolist(),
                                "segment_losses": (sums / np.maximum(counts, 1)[:, None]).round(5).tolist()})
         if best_weights is None or val_auc > result.best_val_auc:
             result.best_epoch, result.best_val_auc, best_weights = epoch, val_auc, model.get_weights()
         elif epoch - result.best_epoch >= settings.patience:
-            result.stopped = f"no better validation AUC for {settings.patience} epoch(s)"
+            result.stopped = f"no better validation score for {settings.patience} epoch(s)"
             break
         if keep_going is not None and not keep_going(epoch, val_auc):
             result.stopped = "stopped by the tuner"

@@ -254,3 +254,46 @@ def test_task_experts_and_task_linear_build_train_and_reload(frames, tmp_path):
                                                                            len(enc.row_numeric)))
     p_ctr, p_cvr = Teacher.load(directory).score_frame(test_f)
     assert p_ctr == pytest.approx(in_memory["p_ctr"], abs=1e-6) and p_cvr == pytest.approx(in_memory["p_cvr"], abs=1e-6)
+
+
+def test_selection_score_ctr_or_mean_of_ctr_and_clicked_row_cvr():
+    from training.teacher_fit import Labelled, selection_score, validation_aucs
+
+    click = np.array([1, 1, 1, 1, 0, 0])
+    buy = np.array([1, 0, 1, 0, 0, 0])
+    data = Labelled({}, click, buy, np.arange(6))
+    probs = {"p_ctr": np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.2]),  # every click above every non-click: 1.0
+             "p_cvr": np.array([0.5, 0.6, 0.3, 0.2, 0.9, 0.9])}  # clicked rows: 2 of 4 pairs right: 0.5
+    aucs = validation_aucs(probs, data)
+    assert aucs == pytest.approx({"ctr": 1.0, "cvr": 0.5})  # on every row pCVR would score 2/8 = 0.25
+    assert selection_score(aucs) == selection_score(aucs, "ctr") == pytest.approx(1.0)
+    assert selection_score(aucs, "ctr+cvr") == pytest.approx(0.75)
+    # the CVR-only baseline (no CTR head; its validation rows are the clicked ones): its own AUC
+    only_cvr = validation_aucs({"p_cvr": probs["p_cvr"][:4]}, data.subset(click == 1))
+    assert only_cvr == pytest.approx({"cvr": 0.5}) and selection_score(only_cvr, "ctr+cvr") == pytest.approx(0.5)
+    assert selection_score({"ctr": 0.7}, "ctr+cvr") == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="select_on"):
+        selection_score(aucs, "cvr")
+
+
+@pytest.mark.slow  # a small fit: ~10 s
+def test_fit_selects_and_stops_on_the_mean_of_both_heads(frames):
+    from training.mmoe import MMoERanker, MMoESettings
+    from training.ranking_pipeline import labelled
+    from training.teacher_fit import fit, predict, validation_aucs
+
+    train_f, val_f, _ = frames
+    enc = TeacherEncoder.fit(train_f)
+    settings = MMoESettings(epochs=3, batch_size=256, learning_rate=0.01, experts=2, expert_units=16,
+                            select_on="ctr+cvr")
+    model = MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), settings)
+    val = labelled(enc, val_f)
+    result = fit(model, labelled(enc, train_f), val, settings, enc.vocabularies["segment"].values)
+    scores = [h["val_auc"] for h in result.history]
+    for h in result.history:
+        assert h["val_auc"] == pytest.approx((h["val_ctr_auc"] + h["val_cvr_auc"]) / 2)
+    assert result.best_val_auc == max(scores) and scores[result.best_epoch - 1] == max(scores)
+    kept = validation_aucs(predict(model, val.inputs), val)  # the best epoch's weights are restored
+    assert (kept["ctr"] + kept["cvr"]) / 2 == pytest.approx(result.best_val_auc, abs=1e-6)
+    with pytest.raises(ValueError, match="select_on"):
+        fit(model, labelled(enc, train_f), val, MMoESettings(select_on="cvr"), enc.vocabularies["segment"].values)
