@@ -105,6 +105,7 @@ class FeatureMap:
             offset += f.size
         self.fields = fields
         self.size = offset
+        self._request_positions = [j for j, f in enumerate(fields) if not self._item_field(f)]
 
     @classmethod
     def fit(cls, frame, spec: Mapping[str, tuple[str, str, str]], buckets: int = 10,
@@ -155,9 +156,8 @@ class FeatureMap:
 
     def encode_request(self, out: np.ndarray, users: Columns, rows: Columns, n: int, m: int = 1) -> None:
         """Fill `out[n, F]`'s positions of the fields that are not item-only (user, context, crosses)."""
-        for j, f in enumerate(self.fields):
-            if self._item_field(f):
-                continue
+        for j in self._request_positions:
+            f = self.fields[j]
             if f.kind == "cross":
                 out[:, j] = f.offset + f.encode(preference_weight(users, rows, f.side, f.column, m, n), n)
                 continue

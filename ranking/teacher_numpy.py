@@ -50,9 +50,7 @@ def export_arrays(model: Any, directory: Path) -> None:
 
     for name, layer in model.tables.items():
         put(f"emb.{name}", layer.get_weights()[0])
-    first_order, num_linear = model.first_order, model.num_linear
-    if not isinstance(num_linear, dict):  # one first-order term shared by the tasks
-        first_order, num_linear = {"": first_order}, {"": num_linear}
+    first_order, num_linear = model.first_order, model.num_linear  # key "" (shared) or per task
     linear_keys = list(first_order) if s.fm else []  # first-order terms belong to the FM part
     for k in linear_keys:
         tables = first_order[k]
@@ -66,7 +64,7 @@ def export_arrays(model: Any, directory: Path) -> None:
     if s.numeric_buckets:
         for side, layer in model.bucket_tables.items():
             put(f"buckets.{side}", layer.get_weights()[0])
-    task_experts = dict(getattr(model, "task_expert_nets", {}))  # CGC: each task's own experts
+    task_experts = model.task_expert_nets  # CGC: each task's own experts (none by default)
     experts = {"shared": model.experts, **task_experts}
     for group, nets in experts.items():
         for i, net in enumerate(nets):

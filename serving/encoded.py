@@ -33,26 +33,12 @@ class EncodedItems:
     """One model's `item_part` for every cached item; row `-1` (unknown item) is the last row,
     encoded from missing values."""
 
-    def __init__(self, part: dict[str, np.ndarray] | np.ndarray) -> None:
-        self.part = part
+    def __init__(self, part: dict[str, np.ndarray]) -> None:
+        self.part = {k: _compact(v) for k, v in part.items()}
 
-    @classmethod
-    def of(cls, model: Any, cache: ItemCache) -> EncodedItems:
-        n = cache.size
-        columns = {name: _with_missing(col) for name, col in cache.columns.items()}
-        part = model.item_part(columns, n + 1)
-        return cls({k: _compact(v) for k, v in part.items()} if isinstance(part, dict) else _compact(part))
-
-    def take(self, rows: np.ndarray) -> dict[str, np.ndarray] | np.ndarray:
+    def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         rows = np.asarray(rows, dtype=np.int64)  # -1 indexes the last row: the unknown item
-        if isinstance(self.part, dict):
-            return {k: v[rows] for k, v in self.part.items()}
-        return self.part[rows]
-
-    @property
-    def nbytes(self) -> int:
-        parts = self.part.values() if isinstance(self.part, dict) else [self.part]
-        return sum(p.nbytes for p in parts)
+        return {k: v[rows] for k, v in self.part.items()}
 
 
 def _compact(a: np.ndarray) -> np.ndarray:
@@ -78,11 +64,14 @@ def _slot(cache: ItemCache, model: Any) -> Any:
 def prepare(cache: ItemCache, models: Iterable[Any]) -> None:
     """Compute for `cache` what each of `models` needs (if missing): the encoded item tables
     of models with an `item_part`, and for a retriever its catalogue rows → cache rows."""
+    columns: dict[str, np.ndarray] | None = None  # the cache's columns with a missing row appended
     for model in models:
         if model is None or _slot(cache, model) is not None:
             continue
         if hasattr(model, "item_part"):
-            value: Any = EncodedItems.of(model, cache)
+            if columns is None:
+                columns = {name: _with_missing(col) for name, col in cache.columns.items()}
+            value: Any = EncodedItems(model.item_part(columns, cache.size + 1))
         elif hasattr(model, "catalogue"):
             value = cache.rows(model.catalogue.ids.tolist())
         else:

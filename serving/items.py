@@ -103,6 +103,14 @@ class ItemCache:
         get = self.row_of.get
         return np.fromiter((get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
 
+    def codes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(merchant codes, category codes) of `rows`; -1 for rows of -1 and missing values."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not self.size:
+            return np.full(len(rows), -1), np.full(len(rows), -1)
+        known, safe = rows >= 0, np.maximum(rows, 0)
+        return (np.where(known, self.merchant_codes[safe], -1), np.where(known, self.category_codes[safe], -1))
+
     def take(self, rows: np.ndarray, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
         """Feature arrays aligned with `rows` (rows of -1 give missing values): every column, or `names`."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -38,7 +38,7 @@ BLOCKING = (RT_BOUGHT, RT_RECENT, "user_preferences__bought_items", "user_prefer
 
 
 # item columns the fine stage reads besides the teacher's own (adjust uses the cache's codes)
-ADJUST_COLUMNS = ("item_attributes__price",)
+FINE_COLUMNS = ("item_attributes__price",)
 
 
 def _model_inputs(items: ItemCache, model: Any, rows: np.ndarray,
@@ -222,10 +222,8 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
 
     rows = rows[order]
     if strategy.fine:
-        features, part = _model_inputs(ctx.items, models.teacher, rows, ADJUST_COLUMNS)
-    else:
-        features, part = ctx.items.take(rows, ADJUST_COLUMNS), None
-    if strategy.fine:
+        features, part = _model_inputs(ctx.items, models.teacher, rows, FINE_COLUMNS)
+
         def fine() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             p_ctr, p_cvr = models.teacher.score(user.values, features, request, item_part=part)
             p_ctr, p_cvr = np.asarray(p_ctr, dtype=np.float64), np.asarray(p_cvr, dtype=np.float64)
@@ -252,12 +250,7 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
             keep.append(j)
         keep = np.array(keep, dtype=np.int64)
         scores = np.maximum(final[keep], 1e-12)
-        kept_rows = rows[keep]
-        known = kept_rows >= 0
-        merchants = np.where(known, ctx.items.merchant_codes[np.maximum(kept_rows, 0)], -1) if ctx.items.size \
-            else np.full(len(keep), -1)
-        categories = np.where(known, ctx.items.category_codes[np.maximum(kept_rows, 0)], -1) if ctx.items.size \
-            else np.full(len(keep), -1)
+        merchants, categories = ctx.items.codes(rows[keep])
         picks, adjusted = diversify(scores, merchants, categories, req.k,
                                     config.diversity.merchant_decay, config.diversity.category_decay)
         out = []
