@@ -25,24 +25,29 @@ def _float(value: Any) -> float:
         return np.nan
 
 
+def request_context(request_unix_s: int, device_code: int | None) -> dict[str, int]:
+    """The context features that are the same for every candidate of a request (Feast full names)."""
+    t = int(request_unix_s)
+    weekday = (t // 86400 + _EPOCH_WEEKDAY) % 7
+    return {f"{PREFIX}hour_of_day": (t // 3600) % 24, f"{PREFIX}day_of_week": weekday,
+            f"{PREFIX}is_weekend": int(weekday >= 5),
+            f"{PREFIX}device_idx": -1 if device_code is None else int(device_code)}
+
+
+def price_vs_user(candidate_prices: Any, price_level: float | None) -> np.ndarray:
+    """Each candidate's price over the user's price level (float64; NaN when either is unknown)."""
+    prices = np.asarray(candidate_prices)
+    prices = np.array([_float(p) for p in prices.ravel()], dtype=np.float64) if prices.dtype == object \
+        else prices.astype(np.float64).ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return prices / np.float64(_float(price_level))
+
+
 def context_features(request_unix_s: int, device_code: int | None, candidate_prices: Any,
                      price_level: float | None) -> dict[str, np.ndarray]:
     """`context__*` columns (Feast full names) for `n = len(candidate_prices)` candidates of one
     request: int64 arrays for the calendar/device features, float64 for `price_vs_user`."""
-    prices = np.asarray(candidate_prices)
-    prices = np.array([_float(p) for p in prices.ravel()], dtype=np.float64) if prices.dtype == object \
-        else prices.astype(np.float64).ravel()
-    n = len(prices)
-    t = int(request_unix_s)
-    hour = (t // 3600) % 24
-    weekday = (t // 86400 + _EPOCH_WEEKDAY) % 7
-    device = -1 if device_code is None else int(device_code)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = prices / np.float64(_float(price_level))
-    return {
-        f"{PREFIX}hour_of_day": np.full(n, hour, dtype=np.int64),
-        f"{PREFIX}day_of_week": np.full(n, weekday, dtype=np.int64),
-        f"{PREFIX}is_weekend": np.full(n, int(weekday >= 5), dtype=np.int64),
-        f"{PREFIX}device_idx": np.full(n, device, dtype=np.int64),
-        f"{PREFIX}price_vs_user": ratio.astype(np.float64),
-    }
+    ratio = price_vs_user(candidate_prices, price_level)
+    out = {k: np.full(len(ratio), v, dtype=np.int64) for k, v in request_context(request_unix_s, device_code).items()}
+    out[f"{PREFIX}price_vs_user"] = ratio
+    return out

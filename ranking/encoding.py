@@ -76,8 +76,39 @@ def _to_float(v: Any) -> float:
         return np.nan
 
 
+_HASH_MASK = (1 << 64) - 1
+
+
+def value_codes(strings: Any) -> np.ndarray:
+    """A uint64 code per value of `as_strings`' output, 0 for None: equal strings, equal codes
+    (a 64-bit hash, so comparing codes of 500 candidates with a user's 3 preferences costs a few
+    integer comparisons instead of string ones). Python salts string hashes per process: codes
+    are only compared within the process that made them — an item table and its requests."""
+    return np.fromiter((value_code(s) for s in strings), dtype=np.uint64, count=len(strings))
+
+
+def value_code(s: str | None) -> int:
+    """`value_codes` of one value."""
+    return 0 if s is None else (hash(s) & _HASH_MASK) or 1
+
+
 def signed_log(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
+
+
+def bag_entries(names: Any, weights: Any) -> list[tuple[str | None, float]]:
+    """One user's bag as (name, weight) pairs: at most `BAG_WIDTH`, names as strings, weights
+    equal when missing, non-finite weights 0."""
+    if names is None or isinstance(names, float):
+        return []
+    names = list(names)[:BAG_WIDTH]
+    weights = [1.0 / len(names)] * len(names) if weights is None or isinstance(weights, float) \
+        else list(weights)[:len(names)]
+    out = []
+    for name, w in zip(names, weights, strict=False):
+        w = _to_float(w)
+        out.append((None if name is None else str(name), w if np.isfinite(w) else 0.0))
+    return out
 
 
 def pad_bag(lists: Any, weights: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,13 +118,9 @@ def pad_bag(lists: Any, weights: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
     lists = [None] * n if lists is None else list(lists)
     weights = [None] * n if weights is None else list(weights)
     for i, (ls, ws) in enumerate(zip(lists, weights, strict=True)):
-        if ls is None or isinstance(ls, float):
-            continue
-        ls = list(ls)[:BAG_WIDTH]
-        ws = [1.0 / len(ls)] * len(ls) if ws is None or isinstance(ws, float) else list(ws)[:len(ls)]
-        for j, (name, w) in enumerate(zip(ls, ws, strict=False)):
-            names[i, j] = None if name is None else str(name)
-            wts[i, j] = _to_float(w) if np.isfinite(_to_float(w)) else 0.0
+        for j, (name, w) in enumerate(bag_entries(ls, ws)):
+            names[i, j] = name
+            wts[i, j] = w
     return names, wts
 
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ranking.context import PREFIX as CONTEXT_PREFIX
-from ranking.context import context_features
+from ranking.context import context_features, price_vs_user, request_context
 from ranking.encoding import (  # noqa: F401 (re-exported: the rankers' encoding lives in one place)
     BAG_WIDTH,
     BUCKETS,
@@ -36,9 +36,12 @@ from ranking.encoding import (  # noqa: F401 (re-exported: the rankers' encoding
     _to_float,
     as_floats,
     as_strings,
+    bag_entries,
     fit_vocabulary,
     pad_bag,
     signed_log,
+    value_code,
+    value_codes,
 )
 
 WINDOWS = [f"{c}_{w}d" for w in (1, 7, 30) for c in ("impressions", "clicks", "carts", "purchases")]
@@ -79,14 +82,11 @@ REQUEST_NUMERIC = [*(j for j, c in enumerate(ROW_NUMERIC) if c.startswith(CONTEX
                    *range(len(ROW_NUMERIC) + len(ROW_KNOWN), len(ROW_NUMERIC) + len(ROW_KNOWN) + len(CROSSES))]
 
 PRICE = "item_attributes__price"  # the context's price_vs_user divides it by the user's price level
+PRICE_VS_USER = f"{CONTEXT_PREFIX}price_vs_user"
 Columns = Mapping[str, Any]
 
 
-def request_rows(user: Columns, items: Columns, request: Columns,
-                 n: int | None = None) -> tuple[dict[str, Any], dict[str, Any], int]:
-    """Serving inputs as column mappings: the user's (length 1) and the candidates' (length n,
-    from the item arrays unless given), the candidates' including the context features computed
-    from the request."""
+def _candidate_count(items: Columns, request: Columns, n: int | None) -> int:
     if "request_unix_s" not in request:
         raise ValueError("request needs 'request_unix_s' (unix seconds) to compute the context features")
     lengths = {len(v) if hasattr(v, "__len__") else 1 for v in items.values() if v is not None}
@@ -94,13 +94,31 @@ def request_rows(user: Columns, items: Columns, request: Columns,
         lengths.add(n)
     if len(lengths) > 1:
         raise ValueError(f"candidate feature arrays differ in length: {sorted(lengths)}")
-    n = lengths.pop() if lengths else 0
+    return lengths.pop() if lengths else 0
+
+
+def request_rows(user: Columns, items: Columns, request: Columns,
+                 n: int | None = None) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Serving inputs as column mappings: the user's (length 1) and the candidates' (length n,
+    from the item arrays unless given), the candidates' including the context features computed
+    from the request."""
+    n = _candidate_count(items, request, n)
     prices = items.get(PRICE)
-    level = user.get("user_behaviour__price_level")
     ctx = context_features(request["request_unix_s"], request.get("device_code"),
-                           as_floats(prices, n) if n else np.zeros(0), level)
+                           as_floats(prices, n) if n else np.zeros(0), user.get("user_behaviour__price_level"))
     users = {k: [v] for k, v in user.items()}
     return users, {**items, **ctx}, n
+
+
+def request_context_one(user: Columns, items: Columns, request: Columns, n: int) -> dict[str, Any]:
+    """One request's context columns for `n` candidates given as an item part: one value for
+    those that are the same for every candidate (hour, weekday, device), an array [n] for the
+    price relative to the user's level — `request_rows`' context without n copies of each."""
+    _candidate_count(items, request, n)
+    ctx: dict[str, Any] = request_context(request["request_unix_s"], request.get("device_code"))
+    ctx[PRICE_VS_USER] = price_vs_user(as_floats(items.get(PRICE), n) if n else np.zeros(0),
+                                       user.get("user_behaviour__price_level"))
+    return ctx
 
 
 def _col(cols: Columns, name: str, n: int) -> Any:
@@ -125,8 +143,10 @@ class TeacherEncoder:
     # -- layout, shared with the model ----------------------------------------------------
     user_numeric: ClassVar[list[str]] = [*USER_NUMERIC, *USER_KNOWN]
     row_numeric: ClassVar[list[str]] = [*ROW_NUMERIC, *ROW_KNOWN, *CROSSES]
-    # the candidates' item columns `encode` still reads when given an `item_part`
-    request_columns: ClassVar[list[str]] = sorted({PRICE, *(ROW_CATEGORICAL[f] for _, f in CROSSES.values())})
+    # the candidates' item columns `encode` still reads when given an `item_part` (the crosses'
+    # category and brand come as codes in the item part)
+    request_columns: ClassVar[list[str]] = [PRICE]
+    cross_columns: ClassVar[list[str]] = [ROW_CATEGORICAL[f] for _, f in CROSSES.values()]
 
     def vocabulary_sizes(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.vocabularies.items()}
@@ -179,11 +199,13 @@ class TeacherEncoder:
         return out
 
     @staticmethod
-    def _request_raw(users: Columns, rows: Columns, m: int, n: int) -> np.ndarray:
-        """[n, len(REQUEST_NUMERIC)] raw candidate numerics that depend on the request: context, crosses."""
+    def _request_raw(users: Columns, rows: Columns, m: int, n: int, codes: np.ndarray | None = None) -> np.ndarray:
+        """[n, len(REQUEST_NUMERIC)] raw candidate numerics that depend on the request: context,
+        crosses (`codes`: the candidates' `cross_codes`, else their strings are compared)."""
         cols = [as_floats(_col(rows, c, n), n) for c in ROW_NUMERIC if c.startswith(CONTEXT_PREFIX)]
-        cols += [preference_weight(users, rows, bag, ROW_CATEGORICAL[row_field], m, n)
-                 for bag, row_field in CROSSES.values()]
+        cols += [preference_weight(users, rows, bag, ROW_CATEGORICAL[row_field], m, n,
+                                   None if codes is None else codes[:, j])
+                 for j, (bag, row_field) in enumerate(CROSSES.values())]
         return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
     def item_part(self, rows: Columns, n: int) -> dict[str, np.ndarray]:
@@ -195,7 +217,8 @@ class TeacherEncoder:
             if j not in REQUEST_CATEGORICAL:
                 row_cat[:, j] = self.vocabularies[k].lookup(as_strings(_col(rows, c, n), n))
         raw = self._item_raw(rows, n)
-        return {"row_cat": row_cat, "row_num": self.row_stats.apply(raw), "row_bucket": self.row_stats.buckets(raw)}
+        return {"row_cat": row_cat, "row_num": self.row_stats.apply(raw), "row_bucket": self.row_stats.buckets(raw),
+                "cross_codes": cross_codes(rows, n, self.cross_columns)}
 
     def encode(self, users: Columns, rows: Columns, m: int, n: int,
                item_part: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
@@ -225,7 +248,8 @@ class TeacherEncoder:
                 row_cat[:, j] = self.vocabularies[k].lookup(as_strings(values[:1], 1))[0]  # one request's context
             else:
                 row_cat[:, j] = self.vocabularies[k].lookup(as_strings(values, n))
-        request_raw = self._request_raw(users, rows, m, n)
+        request_raw = self._request_raw(users, rows, m, n, None if item_part is None or m != 1
+                                        else np.asarray(part["cross_codes"]).reshape(n, len(CROSSES)))
         row_num[:, REQUEST_NUMERIC] = self.row_stats.apply(request_raw, REQUEST_NUMERIC)
         row_bucket[:, REQUEST_NUMERIC] = self.row_stats.buckets(request_raw, REQUEST_NUMERIC)
         out["row_cat"], out["row_num"], out["row_bucket"] = row_cat, row_num, row_bucket
@@ -248,11 +272,22 @@ class TeacherEncoder:
                    NumericStats(**d["user_stats"]), NumericStats(**d["row_stats"]))
 
 
-def preference_weight(users: Columns, rows: Columns, bag: str, row_column: str, m: int, n: int) -> np.ndarray:
+def preference_weight(users: Columns, rows: Columns, bag: str, row_column: str, m: int, n: int,
+                      codes: np.ndarray | None = None) -> np.ndarray:
     """The user's preference weight of each candidate's value (e.g. its category in the user's
-    top categories), 0 when absent. `m` user rows: 1 (broadcast) or n."""
+    top categories), 0 when absent. `m` user rows: 1 (broadcast) or n. `codes`: the candidates'
+    `value_codes` of `row_column` (precomputed per item table), compared instead of its strings
+    (one user only)."""
     lists, weights = USER_BAGS[bag]
     names, wts = pad_bag(_col(users, lists, m), _col(users, weights, m), m)
+    if codes is not None:
+        if m != 1:
+            raise ValueError("preference codes are for one user's request (m == 1)")
+        out = np.zeros(n, dtype=np.float64)
+        for code, w in zip(value_codes(names[0]), wts[0], strict=True):
+            if code:
+                out += (codes == code) * float(w)
+        return out
     values = as_strings(_col(rows, row_column, n), n)
     if m == 1 and n > 1:  # one request: the user's few preferences, each compared with every candidate
         out = np.zeros(n, dtype=np.float64)
@@ -262,6 +297,14 @@ def preference_weight(users: Columns, rows: Columns, bag: str, row_column: str, 
         return out
     hit = (names == values[:, None]) & (values[:, None] != None)  # noqa: E711 (elementwise)
     return (hit * wts).sum(axis=1)
+
+
+def cross_codes(rows: Columns, n: int, columns: list[str]) -> np.ndarray:
+    """[n, len(columns)] `value_codes` of the candidates' crossed columns (category, brand)."""
+    out = np.zeros((n, len(columns)), dtype=np.uint64)
+    for j, c in enumerate(columns):
+        out[:, j] = value_codes(as_strings(_col(rows, c, n), n))
+    return out
 
 
 def _first(values: Any) -> Any:

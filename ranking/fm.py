@@ -26,13 +26,19 @@ import numpy as np
 from ranking.context import PREFIX as CONTEXT_PREFIX
 from ranking.features import (
     PRICE,
+    USER_BAGS,
     Columns,
+    _first,
     _to_float,
     as_floats,
     as_strings,
+    bag_entries,
+    cross_codes,
     fit_vocabulary,
     preference_weight,
+    request_context_one,
     request_rows,
+    value_code,
 )
 from vitrine.versions import BadModelVersion, verify
 
@@ -71,6 +77,20 @@ class Field:
             return 0
         return bisect.bisect_right(self._edge_list, x) + 1
 
+    def encode_cross(self, entries: list[tuple[str | None, float]], codes: np.ndarray, n: int) -> np.ndarray:
+        """A "cross" field's local index for `n` candidates from the user's bag `entries` and the
+        candidates' `value_codes` of `column`: what `encode` gives for `preference_weight`'s
+        weights (duplicates summed in bag order, as there), without a weight per candidate."""
+        weights: dict[int, float] = {}
+        for name, w in entries:
+            if name is not None:
+                code = value_code(name)
+                weights[code] = weights.get(code, 0.0) + w
+        out = np.full(n, self.encode_one(0.0), dtype=np.int64)
+        for code, w in weights.items():
+            out[codes == np.uint64(code)] = self.encode_one(w)
+        return out
+
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in ("name", "column", "kind", "side", "offset", "vocabulary", "edges")}
 
@@ -106,6 +126,15 @@ class FeatureMap:
         self.fields = fields
         self.size = offset
         self._request_positions = [j for j, f in enumerate(fields) if not self._item_field(f)]
+        # per request: fields with one value for all its candidates (the user's, the request's) and
+        # the candidates' fields that depend on the request (context per candidate, crosses)
+        self._constant = [(j, f) for j, f in enumerate(fields) if f.side in ("user", "request")]
+        self._varying = [(j, f) for j, f in enumerate(fields)
+                         if f.side not in ("user", "request") and not self._item_field(f)]
+        self.cross_columns = [f.column for _, f in self._varying if f.kind == "cross"]
+        # the user's columns a request reads (its fields', the crossed bags')
+        self.user_columns = sorted({f.column for _, f in self._constant if f.side == "user"}
+                                   | {c for _, f in self._varying if f.kind == "cross" for c in USER_BAGS[f.side]})
 
     @classmethod
     def fit(cls, frame, spec: Mapping[str, tuple[str, str, str]], buckets: int = 10,
@@ -156,6 +185,12 @@ class FeatureMap:
 
     def encode_request(self, out: np.ndarray, users: Columns, rows: Columns, n: int, m: int = 1) -> None:
         """Fill `out[n, F]`'s positions of the fields that are not item-only (user, context, crosses)."""
+        if m == 1:
+            for (j, _), index in zip(self._constant, self.encode_constant(users, rows), strict=True):
+                out[:, j] = index
+            for (j, _), index in zip(self._varying, self.encode_varying(users, rows, n), strict=True):
+                out[:, j] = index
+            return
         for j in self._request_positions:
             f = self.fields[j]
             if f.kind == "cross":
@@ -172,6 +207,39 @@ class FeatureMap:
                 continue
             out[:, j] = f.offset + f.encode(value, k)
 
+    def encode_constant(self, users: Columns, rows: Columns) -> list[int]:
+        """Global indices of one request's user and request fields (one value each, for every candidate)."""
+        out = []
+        for _, f in self._constant:
+            value = (users if f.side == "user" else rows).get(f.column)
+            if hasattr(value, "to_numpy"):
+                value = value.to_numpy()
+            if value is not None and not isinstance(value, str) and np.ndim(value) == 1:
+                value = value[0] if len(value) else None
+            out.append(f.offset + f.encode_one(value))
+        return out
+
+    def encode_varying(self, users: Columns, rows: Columns, n: int,
+                       codes: np.ndarray | None = None) -> list[np.ndarray]:
+        """Global indices [n] of one request's candidate fields that depend on the request (per
+        candidate context, the user's crosses). `codes`: the candidates' `cross_codes` of
+        `cross_columns`, compared instead of their strings."""
+        out, c = [], 0
+        for _, f in self._varying:
+            if f.kind == "cross" and codes is not None:
+                lists, weights = USER_BAGS[f.side]
+                entries = bag_entries(_first(users.get(lists)), _first(users.get(weights)))
+                out.append(f.offset + f.encode_cross(entries, codes[:, c], n))
+                c += 1
+                continue
+            if f.kind == "cross":
+                x = preference_weight(users, rows, f.side, f.column, 1, n)
+            else:
+                x = rows.get(f.column)
+                x = x.to_numpy() if hasattr(x, "to_numpy") else x
+            out.append(f.offset + f.encode(x, n))
+        return out
+
     @property
     def item_fields(self) -> np.ndarray:
         """Positions of the item-only fields."""
@@ -179,8 +247,9 @@ class FeatureMap:
 
     @property
     def request_columns(self) -> list[str]:
-        """The candidates' item columns `encode` still reads when given an `item_part`."""
-        cols = {f.column for f in self.fields if f.kind == "cross" or (f.side == "row" and not self._item_field(f))}
+        """The candidates' item columns a request still reads when given an `item_part` (whose
+        `cross_codes` stand for the crosses' columns)."""
+        cols = {f.column for _, f in self._varying if f.kind != "cross"}
         cols.add(PRICE)  # the context's price_vs_user
         return sorted(c for c in cols if not c.startswith(CONTEXT_PREFIX))
 
@@ -259,7 +328,6 @@ class FMStudent:
         self._user_fields = shared
         self._row_fields = np.setdiff1d(np.arange(len(self.feature_map.fields)), shared)
         self._item_fields = self.feature_map.item_fields
-        self._request_row_fields = np.setdiff1d(self._row_fields, self._item_fields)  # context, crosses
         self._adjusted = (self.linear - 0.5 * np.einsum("ij,ij->i", self.factors, self.factors)).astype(np.float32)
 
     @property
@@ -292,23 +360,27 @@ class FMStudent:
               item_part: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """`item_part`: the candidates' rows of `item_part` (then `items` needs only the columns of
         `request_columns`)."""
-        n = None if item_part is None else len(item_part["linear_sum"])
-        users, rows, n = request_rows(user, items, request, n=n)
-        if n == 0:
-            return np.zeros(0, dtype=np.float32)
         if item_part is None:
+            users, rows, n = request_rows(user, items, request)
+            if n == 0:
+                return np.zeros(0, dtype=np.float32)
             idx = self.feature_map.encode(users, rows, n)
             return fm_logits_one_user(self.bias, self.linear, self.factors, idx[0, self._user_fields],
                                       idx[:, self._row_fields], self._adjusted)
-        # the item-only fields arrive summed (their factors, their linear weights); add the rest
-        idx = np.zeros((n, len(self.feature_map.fields)), dtype=np.int64)
-        self.feature_map.encode_request(idx, users, rows, n)
-        user_idx = idx[0, self._user_fields]
-        s = item_part["factor_sum"] + self.factors[user_idx].sum(axis=0)
-        linear = item_part["linear_sum"] + self._adjusted[user_idx].sum()
-        for j in self._request_row_fields.tolist():
-            s = s + self.factors[idx[:, j]]
-            linear = linear + self._adjusted[idx[:, j]]
+        # the item-only fields arrive summed (their factor vectors, their linear weights); add the
+        # request's constant fields once and its per-candidate ones (context, crosses) field by field
+        fm = self.feature_map
+        n = len(item_part["linear_sum"])
+        rows = request_context_one(user, items, request, n)
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        users = {c: [user.get(c)] for c in fm.user_columns}
+        const = fm.encode_constant(users, rows)
+        s = item_part["factor_sum"] + self.factors[const].sum(axis=0)
+        linear = item_part["linear_sum"] + self._adjusted[const].sum()
+        for index in fm.encode_varying(users, rows, n, item_part["cross_codes"]):
+            s += self.factors[index]
+            linear += self._adjusted[index]
         return (self.bias + linear + 0.5 * np.einsum("nk,nk->n", s, s)).astype(np.float32)
 
     @property
@@ -325,7 +397,8 @@ class FMStudent:
         for j in range(idx.shape[1]):
             factor_sum += self.factors[idx[:, j]]
         linear_sum = self._adjusted[idx].sum(axis=1, dtype=np.float32) if idx.shape[1] else np.zeros(n, np.float32)
-        return {"factor_sum": factor_sum, "linear_sum": linear_sum}
+        return {"factor_sum": factor_sum, "linear_sum": linear_sum,
+                "cross_codes": cross_codes(items, n, self.feature_map.cross_columns)}
 
     def score_frame(self, frame) -> np.ndarray:
         """Logits for training-set rows (one user per row)."""

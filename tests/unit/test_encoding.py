@@ -43,3 +43,14 @@ def test_one_users_numerics_equal_the_frame_path():
         one = {c: [frame[c].iloc[i]] for c in frame}
         assert np.array_equal(TeacherEncoder._user_raw(one, 1)[0], whole[i], equal_nan=True), i
     assert TeacherEncoder._user_raw({}, 1).tolist()[0][-2:] == [0.0, 0.0]  # a new user: nothing known
+
+
+def test_value_codes_match_exactly_when_the_strings_do():
+    from ranking.encoding import as_strings, value_code, value_codes
+
+    values = as_strings(np.array(["a", "b", None, "a", "7", 7, 7.0, "", "b "], dtype=object), 9)
+    codes = value_codes(values)
+    assert codes.dtype == np.uint64 and codes[2] == 0 and (np.delete(codes, 2) != 0).all()
+    same = values[:, None] == values[None, :]
+    assert ((codes[:, None] == codes[None, :]) == same).all()  # "7", 7 and 7.0 are one value, as strings
+    assert [value_code(v) for v in values] == codes.tolist()

@@ -154,3 +154,61 @@ def test_one_value_encodes_as_an_array_of_one():
         assert cat.encode_one(v) == cat.encode(arr, 1)[0], v
         if not isinstance(v, str) or v == "2.5":
             assert num.encode_one(v) == num.encode(np.array([v]) if isinstance(v, str) else arr, 1)[0], v
+
+
+def _hand_student() -> FMStudent:
+    """A student over every kind of field (user, request, item, per-candidate context, crosses)
+    with random weights: enough to compare the serving paths without training."""
+    fields = [Field("seg", "user_behaviour__segment", "categorical", "user", vocabulary=["high_value", "normal"]),
+              Field("level", "user_behaviour__price_level", "bucket", "user", edges=[10.0, 50.0]),
+              Field("hour", "context__hour_of_day", "categorical", "request", vocabulary=[str(h) for h in range(24)]),
+              Field("top", "item_attributes__top_category", "categorical", "row", vocabulary=["a", "b"]),
+              Field("price", "item_attributes__price", "bucket", "row", edges=[5.0, 20.0]),
+              Field("pvu", "context__price_vs_user", "bucket", "row", edges=[0.5, 1.0, 2.0]),
+              Field("cat_pref", "item_attributes__category", "cross", "category", edges=[0.1, 0.3, 0.6]),
+              Field("brand_pref", "item_attributes__brand", "cross", "brand", edges=[0.2, 0.5])]
+    fmap = FeatureMap(fields)
+    rng = np.random.default_rng(3)
+    return FMStudent(None, {}, fmap, 0.2, rng.normal(size=fmap.size).astype(np.float32),
+                     rng.normal(size=(fmap.size, 4)).astype(np.float32))
+
+
+@pytest.mark.parametrize("bags", [
+    {"user_preferences__top_categorys": ["c1", "c2", "c3"], "user_preferences__top_category_weights": [0.5, 0.3, 0.2],
+     "user_preferences__top_brands": ["b1"], "user_preferences__top_brand_weights": [1.0]},
+    {},                                                                              # no preferences known
+    {"user_preferences__top_categorys": np.nan, "user_preferences__top_brands": None},
+    {"user_preferences__top_categorys": ["c1", "c1", None, "c9"],                    # a repeat: weights add up
+     "user_preferences__top_category_weights": [0.25, 0.4, 0.3, 0.9],
+     "user_preferences__top_brands": np.array(["b2", "b3"]), "user_preferences__top_brand_weights": None},
+    {"user_preferences__top_categorys": [3, 4.0], "user_preferences__top_category_weights": [0.7, np.inf]},
+])
+def test_item_part_path_equals_full_encoding_for_any_preferences(bags):
+    """The server's path (item fields pre-summed, crosses by `value_codes` per item table, one
+    request's context as scalars) scores as full encoding with string comparisons does."""
+    student = _hand_student()
+    rng = np.random.default_rng(1)
+    n = 40
+    table = {"item_attributes__top_category": rng.choice(["a", "b", "zz", None], n),
+             "item_attributes__price": np.where(rng.random(n) < 0.1, np.nan, rng.uniform(1, 40, n)),
+             "item_attributes__category": rng.choice(["c1", "c2", "c3", "c9", "3", "4", None], n).astype(object),
+             "item_attributes__brand": rng.choice(["b1", "b2", "b3", "b4"], n)}
+    user = {"user_behaviour__segment": "normal", "user_behaviour__price_level": 12.0, **bags}
+    request = {"request_unix_s": 1714560000 + 3600 * 9, "device_code": 2}
+    part = student.item_part(table, n)
+    mine = rng.permutation(n)[:25]
+    items = {k: v[mine] for k, v in table.items()}
+    few = {c: items[c] for c in student.request_columns}
+    assert student.request_columns == ["item_attributes__price"]
+    full = student.score(user, items, request)
+    fast = student.score(user, few, request, item_part={k: v[mine] for k, v in part.items()})
+    assert fast == pytest.approx(full, abs=1e-5)
+    # and the cross field's index is exactly what the weight-then-bucket path gives
+    from ranking.features import preference_weight
+    from ranking.fm import bag_entries
+
+    f = student.feature_map.fields[6]
+    users = {k: [v] for k, v in user.items()}
+    weights = preference_weight(users, items, "category", f.column, 1, len(mine))
+    entries = bag_entries(user.get("user_preferences__top_categorys"), user.get("user_preferences__top_category_weights"))
+    assert (f.encode_cross(entries, part["cross_codes"][mine, 0], len(mine)) == f.encode(weights, len(mine))).all()
