@@ -220,7 +220,7 @@ def quality(args) -> dict:
     train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
     users, clicks = test_f["user_id"].to_numpy(), test_f["label_click"].to_numpy()
     overrides = teacher_overrides(args.teacher)
-    per_seed, fits = [], []
+    per_seed, fits, base_val = [], [], []
     for seed in args.seeds:
         t = time.perf_counter()
         settings = replace(MMoESettings(seed=seed), **overrides)
@@ -244,7 +244,9 @@ def quality(args) -> dict:
             continue
         base_settings = MMoESettings(seed=seed)  # the baselines never take the teacher's overrides
         logits = predict(model, train.inputs, logits=True)["ctr"]
-        base, _ = train_baselines(encoder, train_f, val_f, test_f, base_settings, log=lambda *_: None)
+        base, curves = train_baselines(encoder, train_f, val_f, test_f, base_settings, log=lambda *_: None)
+        # the baselines' validation AUC at their kept epoch (fit keeps the first best epoch)
+        base_val.append({"seed": seed, **{name: max(h["val_auc"] for h in hist) for name, hist in curves.items()}})
         student = train_student(train_f, logits, val_f, settings=replace(FMSettings(), seed=seed),
                                 fields=STUDENT_FIELDS)
         s = student.logits(test_f)
@@ -254,7 +256,8 @@ def quality(args) -> dict:
                "ctr_x_cvr_dnn": {"ctcvr": head_metrics(test_f, base["ctr"], base["cvr"])["ctcvr"]},
                "student": {"ctr": report(users, clicks, 1 / (1 + np.exp(-s)))}}
         per_seed.append(row)
-        print(f"seed {seed} ({time.perf_counter() - t:.0f}s): teacher {val_text}; "
+        print(f"seed {seed} ({time.perf_counter() - t:.0f}s): teacher {val_text}; baselines' validation AUC "
+              + ", ".join(f"{k} {v:.4f}" for k, v in base_val[-1].items() if k != "seed") + "; "
               f"test: teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
               f"CTR-only {row['ctr_dnn']['ctr']['auc']:.4f}, student {row['student']['ctr']['auc']:.4f}; "
               f"CVR AUC teacher {row['teacher']['cvr']['auc']:.4f}, CVR-only {row['cvr_dnn']['cvr']['auc']:.4f}",
@@ -272,6 +275,10 @@ def quality(args) -> dict:
           f"{validation['val_ctr_auc'][1]:.4f}, CVR AUC {validation['val_cvr_auc'][0]:.4f} ± "
           f"{validation['val_cvr_auc'][1]:.4f}, selection score {validation['val_score'][0]:.4f} ± "
           f"{validation['val_score'][1]:.4f}")
+    baseline_validation = {k: (float(np.mean([b[k] for b in base_val])), float(np.std([b[k] for b in base_val])))
+                           for k in (base_val[0] if base_val else {}) if k != "seed"}
+    for k, (mean, sd) in baseline_validation.items():
+        print(f"{k} on the validation day (kept epoch), mean ± sd: AUC {mean:.4f} ± {sd:.4f}")
     print(f"\nmean ± sd over seeds {args.seeds} (test day: {len(test_f):,} rows, {int(clicks.sum()):,} clicks, "
           f"{int(test_f['label_purchase'].sum())} purchases)")
     print("| model | head | AUC | GAUC | logloss |\n|---|---|---:|---:|---:|")
@@ -281,7 +288,8 @@ def quality(args) -> dict:
                                                        for k in ("auc", "gauc", "logloss")) + " |")
     return {"seeds": args.seeds, "fraction": args.fraction, "dataset": data.describe(),
             "teacher_settings": json.loads(json.dumps(asdict(replace(MMoESettings(), **overrides)))),
-            "teacher_fits": fits, "teacher_validation": validation, "per_seed": per_seed, "summary": summary}
+            "teacher_fits": fits, "teacher_validation": validation, "baseline_validation": baseline_validation,
+            "baseline_validation_per_seed": base_val, "per_seed": per_seed, "summary": summary}
 
 
 def main() -> None:
@@ -295,7 +303,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=4)
     r = sub.add_parser("quality")
     r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--fraction", type=float, default=0.25)
+    r.add_argument("--fraction", type=float, default=1.0)
     r.add_argument("--teacher", nargs="+", default=[], metavar="KEY=VALUE", help="MMoESettings overrides")
     r.add_argument("--teacher-only", action="store_true", help="no baselines, no student (screening)")
     q = sub.add_parser("search")

@@ -22,7 +22,7 @@ from ranking.features import TeacherEncoder
 from training.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings
 from training.fm_student import FEATURE_SERVICE as STUDENT_SERVICE
 from training.ranking_data import SERVICE as TEACHER_SERVICE
-from training.ranking_data import RankingData, load_ranking_data
+from training.ranking_data import TRAIN_FRACTION, RankingData, load_ranking_data
 from training.ranking_metrics import report
 from vitrine.config import Home
 from vitrine.versions import BadModelVersion, new_version_dir, publish, write_manifest
@@ -65,7 +65,7 @@ def _settings_json(settings) -> dict:
 
 
 def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettings | None = None,
-                  fraction: float = 0.25, tune: str | None = None, budget: int = 6, progress: bool = False,
+                  fraction: float = TRAIN_FRACTION, tune: str | None = None, budget: int = 6, progress: bool = False,
                   report_dir: Path | None = None, data: RankingData | None = None, log=print) -> RankingRun:
     """Train, verify and publish the teacher (`ranker`) and the student (`coarse`). `data`:
     already joined and split rows (default: the home's cached `ranker_v1` set at `fraction`)."""
@@ -168,7 +168,7 @@ def cli_train(args, home: Home) -> None:
     teacher = MMoESettings() if args.epochs is None else MMoESettings(epochs=args.epochs)
     student = _FM() if args.epochs is None else _FM(epochs=args.epochs)
     run = train_ranking(home, redis_url(home), teacher=teacher, student=student,
-                        fraction=args.fraction if args.fraction is not None else 0.25, tune=args.tune,
+                        fraction=args.fraction if args.fraction is not None else TRAIN_FRACTION, tune=args.tune,
                         budget=args.budget or 6, progress=sys.stderr.isatty())
     print(f"ranker {run.teacher_dir.name} and coarse {run.student_dir.name} published as latest; "
           f"curves in {run.report_dir}")

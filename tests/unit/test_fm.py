@@ -210,5 +210,6 @@ def test_item_part_path_equals_full_encoding_for_any_preferences(bags):
     f = student.feature_map.fields[6]
     users = {k: [v] for k, v in user.items()}
     weights = preference_weight(users, items, "category", f.column, 1, len(mine))
-    entries = bag_entries(user.get("user_preferences__top_categorys"), user.get("user_preferences__top_category_weights"))
+    entries = bag_entries(user.get("user_preferences__top_categorys"),
+                          user.get("user_preferences__top_category_weights"))
     assert (f.encode_cross(entries, part["cross_codes"][mine, 0], len(mine)) == f.encode(weights, len(mine))).all()

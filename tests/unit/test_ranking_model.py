@@ -197,7 +197,7 @@ def test_fm_read_out_for_named_tasks_and_fm_into_experts(tmp_path, options):
     sizes = enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric)
     inputs = enc.encode_frame(f.head(5))
     small = {"experts": 2, "expert_units": 8, "tower_units": 4, "embedding_dim": 4, "seed": 1}
-    plain = MMoERanker(*sizes, MMoESettings(**small))
+    plain = MMoERanker(*sizes, MMoESettings(**small, fm_tasks=None, fm_into_experts=False, task_experts=0))
     plain(inputs)
     model = MMoERanker(*sizes, MMoESettings(**small, **options))
     out = model(inputs)
@@ -236,7 +236,7 @@ def test_task_experts_and_task_linear_build_train_and_reload(frames, tmp_path):
                             task_experts=1, task_linear=True, detach_ctr_in_ctcvr=True, ctcvr_weight=2.0)
     model = MMoERanker(*sizes, settings)
     fit(model, labelled(enc, train_f), labelled(enc, val_f), settings, enc.vocabularies["segment"].values)
-    plain = MMoERanker(*sizes, MMoESettings(experts=2, expert_units=16))
+    plain = MMoERanker(*sizes, MMoESettings(experts=2, expert_units=16, task_experts=0))
     plain(labelled(enc, test_f.head(4)).inputs)
     assert set(model.first_order) == set(model.num_linear) == {"ctr", "cvr"} and set(plain.first_order) == {""}
     assert all(len(model.task_expert_nets[t]) == 1 and model.task_expert_nets[t][0].weights for t in ("ctr", "cvr"))

@@ -1,5 +1,6 @@
 """The teacher's NumPy forward pass (what the server runs) against its SavedModel, for every
-architecture option: plain MMoE, CGC task experts, per-task first-order terms, numeric bucket
+architecture option: the default (CGC, the FM vector into the experts), plain MMoE with
+DeepFM read-outs, CGC task experts, per-task first-order terms, numeric bucket
 embeddings, no FM part; and the load-time probe that falls back to TensorFlow on a mismatch."""
 
 import numpy as np
@@ -29,12 +30,16 @@ def _save(frame, directory, **options):
     return enc
 
 
+DEEPFM = {"fm_tasks": None, "fm_into_experts": False}  # the FM read-out and first-order terms on every logit
+
+
 @pytest.mark.parametrize("options", [
     {},
-    {"task_experts": 1, "task_linear": True},
+    {**DEEPFM, "task_experts": 0},
+    {**DEEPFM, "task_experts": 1, "task_linear": True},
     {"numeric_buckets": True},
     {"fm": False},
-], ids=["mmoe", "cgc+task-linear", "buckets", "no-fm"])
+], ids=["default", "mmoe-deepfm", "cgc+task-linear", "buckets", "no-fm"])
 def test_numpy_forward_equals_the_saved_model(frame, tmp_path, options):
     from ranking.teacher import Teacher
 
