@@ -4,7 +4,7 @@ CTR and CVR towers.
 
 Default (measured on `demo`, docs/benchmarks.md "Ranking"): the FM vector feeds the experts
 and gates next to the embeddings (NFM-style, `fm_into_experts`), and each task's gate mixes the
-4 shared experts with 2 experts of its own (CGC, `task_experts`); each logit is its tower's
+4 shared experts with 4 experts of its own (CGC, `task_experts`); each logit is its tower's
 output. With `fm_tasks` a task's logit also adds a read-out of the FM part and first-order
 terms (DeepFM-style, the first default — 0.002 CTR AUC lower on `demo`).
 
@@ -53,7 +53,7 @@ class MMoESettings:
     # only; the CVR tower still learns from every impression's purchase label
     detach_ctr_in_ctcvr: bool = False
     # CGC (single-level PLE): each task's gate mixes the shared experts plus its own experts
-    task_experts: int = 2
+    task_experts: int = 4
     # one first-order (linear) term per task instead of one shared by both logits (with `fm`)
     task_linear: bool = False
     ctcvr_weight: float = 1.0  # multiplies every segment's CTCVR loss weight
