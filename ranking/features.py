@@ -279,15 +279,15 @@ def preference_weight(users: Columns, rows: Columns, bag: str, row_column: str, 
     `value_codes` of `row_column` (precomputed per item table), compared instead of its strings
     (one user only)."""
     lists, weights = USER_BAGS[bag]
-    names, wts = pad_bag(_col(users, lists, m), _col(users, weights, m), m)
     if codes is not None:
         if m != 1:
             raise ValueError("preference codes are for one user's request (m == 1)")
         out = np.zeros(n, dtype=np.float64)
-        for code, w in zip(value_codes(names[0]), wts[0], strict=True):
-            if code:
-                out += (codes == code) * float(w)
+        for code, w in preference_codes(bag_entries(_first(_col(users, lists, 1)),
+                                                    _first(_col(users, weights, 1)))).items():
+            out[codes == np.uint64(code)] = w
         return out
+    names, wts = pad_bag(_col(users, lists, m), _col(users, weights, m), m)
     values = as_strings(_col(rows, row_column, n), n)
     if m == 1 and n > 1:  # one request: the user's few preferences, each compared with every candidate
         out = np.zeros(n, dtype=np.float64)
@@ -297,6 +297,17 @@ def preference_weight(users: Columns, rows: Columns, bag: str, row_column: str, 
         return out
     hit = (names == values[:, None]) & (values[:, None] != None)  # noqa: E711 (elementwise)
     return (hit * wts).sum(axis=1)
+
+
+def preference_codes(entries: list[tuple[str | None, float]]) -> dict[int, float]:
+    """A user's bag entries as {value code: weight}, a repeated value's weights summed in bag
+    order (as `preference_weight` adds them up per candidate)."""
+    out: dict[int, float] = {}
+    for name, w in entries:
+        if name is not None:
+            code = value_code(name)
+            out[code] = out.get(code, 0.0) + w
+    return out
 
 
 def cross_codes(rows: Columns, n: int, columns: list[str]) -> np.ndarray:

@@ -35,10 +35,10 @@ from ranking.features import (
     bag_entries,
     cross_codes,
     fit_vocabulary,
+    preference_codes,
     preference_weight,
     request_context_one,
     request_rows,
-    value_code,
 )
 from vitrine.versions import BadModelVersion, verify
 
@@ -81,13 +81,8 @@ class Field:
         """A "cross" field's local index for `n` candidates from the user's bag `entries` and the
         candidates' `value_codes` of `column`: what `encode` gives for `preference_weight`'s
         weights (duplicates summed in bag order, as there), without a weight per candidate."""
-        weights: dict[int, float] = {}
-        for name, w in entries:
-            if name is not None:
-                code = value_code(name)
-                weights[code] = weights.get(code, 0.0) + w
         out = np.full(n, self.encode_one(0.0), dtype=np.int64)
-        for code, w in weights.items():
+        for code, w in preference_codes(entries).items():
             out[codes == np.uint64(code)] = self.encode_one(w)
         return out
 
