@@ -4,6 +4,7 @@ PSO vs random-search comparison at the same trial budget.
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo speed [--candidates 500] [--record]
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo quality [--seeds 0 1 2] [--record]
         [--teacher task_experts=1 detach_ctr_in_ctcvr=True ...] [--teacher-only]
+        [--baseline ema_decay=0.999 ...] [--baselines-only]
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo search [--budget 12] [--seeds 0 1 2] [--record]
 
 speed: the published `coarse` and `ranker` versions score requests built from real rows of the
@@ -16,7 +17,9 @@ quality: on the cached training set, for each seed, the teacher (default setting
 `--teacher` overrides of `MMoESettings` fields), the CTR-only and CVR-only DNN baselines and the
 distilled student are trained on the same rows and scored on the test day; mean ± sd over seeds
 per metric (the published versions are one seed). `--teacher-only` skips the baselines and the
-student (screening teacher variants against recorded baseline figures).
+student (screening teacher variants against recorded baseline figures); `--baselines-only` trains
+only the baselines, with `--baseline` overrides of the settings they share with the teacher
+(training-procedure variants must be screened on both sides).
 The teacher's validation-day CTR and CVR AUC at its kept epoch (and the selection score,
 `MMoESettings.select_on`) are printed and recorded per seed too: variants are picked on those.
 
@@ -182,14 +185,14 @@ def search(args) -> dict:
             "plot": str(plot)}
 
 
-def teacher_overrides(pairs: list[str]) -> dict:
+def teacher_overrides(pairs: list[str], known: set[str] | None = None) -> dict:
     """`key=value` strings → MMoESettings field values (Python literals: 1, 0.5, True, (1, 2))."""
     import ast
     from dataclasses import fields
 
     from training.mmoe import MMoESettings
 
-    known = {f.name for f in fields(MMoESettings)}
+    known = known or {f.name for f in fields(MMoESettings)}
     out = {}
     for pair in pairs:
         key, _, value = pair.partition("=")
@@ -206,7 +209,7 @@ def quality(args) -> dict:
     from training.fm_student import FMSettings, train_student
     from training.mmoe import MMoERanker, MMoESettings
     from training.ranking_data import load_ranking_data
-    from training.ranking_evaluation import train_baselines
+    from training.ranking_evaluation import BASELINE_SETTINGS, train_baselines
     from training.ranking_metrics import report
     from training.ranking_pipeline import STUDENT_FIELDS, head_metrics, labelled
     from training.teacher_fit import fit, predict
@@ -220,9 +223,21 @@ def quality(args) -> dict:
     train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
     users, clicks = test_f["user_id"].to_numpy(), test_f["label_click"].to_numpy()
     overrides = teacher_overrides(args.teacher)
+    base_overrides = teacher_overrides(args.baseline, set(BASELINE_SETTINGS))
     per_seed, fits, base_val = [], [], []
     for seed in args.seeds:
         t = time.perf_counter()
+        base_settings = replace(MMoESettings(seed=seed), **base_overrides)  # never the teacher's overrides
+        if args.baselines_only:
+            base, curves = train_baselines(encoder, train_f, val_f, test_f, base_settings, log=lambda *_: None)
+            base_val.append({"seed": seed, **{name: max(h["val_auc"] for h in hist) for name, hist in curves.items()}})
+            per_seed.append({"ctr_dnn": head_metrics(test_f, base["ctr"], None),
+                             "cvr_dnn": {"cvr": head_metrics(test_f, None, base["cvr"])["cvr"]}})
+            print(f"seed {seed} ({time.perf_counter() - t:.0f}s): baselines' validation AUC "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in base_val[-1].items() if k != "seed")
+                  + f"; test: CTR-only AUC {per_seed[-1]['ctr_dnn']['ctr']['auc']:.4f}, "
+                  f"CVR-only AUC {per_seed[-1]['cvr_dnn']['cvr']['auc']:.4f}", flush=True)
+            continue
         settings = replace(MMoESettings(seed=seed), **overrides)
         model = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), settings)
         fitted = fit(model, train, val, settings, encoder.vocabularies["segment"].values)
@@ -242,7 +257,6 @@ def quality(args) -> dict:
                   f"CVR AUC {row['teacher']['cvr']['auc']:.4f}, CTCVR AUC {row['teacher']['ctcvr']['auc']:.4f}",
                   flush=True)
             continue
-        base_settings = MMoESettings(seed=seed)  # the baselines never take the teacher's overrides
         logits = predict(model, train.inputs, logits=True)["ctr"]
         base, curves = train_baselines(encoder, train_f, val_f, test_f, base_settings, log=lambda *_: None)
         # the baselines' validation AUC at their kept epoch (fit keeps the first best epoch)
@@ -270,11 +284,12 @@ def quality(args) -> dict:
                 summary.setdefault(model, {}).setdefault(head, {})[metric] = (float(np.mean(vals)),
                                                                               float(np.std(vals)))
     validation = {k: (float(np.mean([f[k] for f in fits])), float(np.std([f[k] for f in fits])))
-                  for k in ("val_score", "val_ctr_auc", "val_cvr_auc")}
-    print(f"\nteacher on the validation day (kept epoch), mean ± sd: CTR AUC {validation['val_ctr_auc'][0]:.4f} ± "
-          f"{validation['val_ctr_auc'][1]:.4f}, CVR AUC {validation['val_cvr_auc'][0]:.4f} ± "
-          f"{validation['val_cvr_auc'][1]:.4f}, selection score {validation['val_score'][0]:.4f} ± "
-          f"{validation['val_score'][1]:.4f}")
+                  for k in ("val_score", "val_ctr_auc", "val_cvr_auc")} if fits else {}
+    if fits:
+        v = validation
+        print(f"\nteacher on the validation day (kept epoch), mean ± sd: CTR AUC {v['val_ctr_auc'][0]:.4f} ± "
+              f"{v['val_ctr_auc'][1]:.4f}, CVR AUC {v['val_cvr_auc'][0]:.4f} ± {v['val_cvr_auc'][1]:.4f}, "
+              f"selection score {v['val_score'][0]:.4f} ± {v['val_score'][1]:.4f}")
     baseline_validation = {k: (float(np.mean([b[k] for b in base_val])), float(np.std([b[k] for b in base_val])))
                            for k in (base_val[0] if base_val else {}) if k != "seed"}
     for k, (mean, sd) in baseline_validation.items():
@@ -288,6 +303,7 @@ def quality(args) -> dict:
                                                        for k in ("auc", "gauc", "logloss")) + " |")
     return {"seeds": args.seeds, "fraction": args.fraction, "dataset": data.describe(),
             "teacher_settings": json.loads(json.dumps(asdict(replace(MMoESettings(), **overrides)))),
+            "baseline_overrides": base_overrides,
             "teacher_fits": fits, "teacher_validation": validation, "baseline_validation": baseline_validation,
             "baseline_validation_per_seed": base_val, "per_seed": per_seed, "summary": summary}
 
@@ -306,12 +322,17 @@ def main() -> None:
     r.add_argument("--fraction", type=float, default=1.0)
     r.add_argument("--teacher", nargs="+", default=[], metavar="KEY=VALUE", help="MMoESettings overrides")
     r.add_argument("--teacher-only", action="store_true", help="no baselines, no student (screening)")
+    r.add_argument("--baseline", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="overrides of the baselines' shared settings (training-procedure variants)")
+    r.add_argument("--baselines-only", action="store_true", help="only the baselines (screening)")
     q = sub.add_parser("search")
     q.add_argument("--budget", type=int, default=12)
     q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     q.add_argument("--fraction", type=float, default=0.25)
     q.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.record and args.what == "quality" and (args.teacher_only or args.baselines_only):
+        parser.error("--record writes the full quality comparison: not with --teacher-only / --baselines-only")
     results = {"speed": speed, "quality": quality, "search": search}[args.what](args)
     if args.record:
         path = ROOT / "benchmarks" / "results" / f"ranking-{args.what}.json"

@@ -224,7 +224,7 @@ class NumpyTeacher:
             s = s_user + s_row
             bi = 0.5 * (s * s - q_user - q_row)                                    # [n, d]
             first = {}
-            for k in lay["linear_keys"]:
+            for k in lay["linear_keys"] if self._fm_tasks else ():  # (older versions exported unused ones)
                 user_first = sum(a[f"first.{k}.{name}"][user_cat[:, j]] for j, name in enumerate(USER_CATEGORICAL))
                 first[k] = (user_first + self._row_first[k][row_cat + self._row_offsets].sum(axis=1)
                             + user_num @ self._num_k[k][0] + row_num @ self._num_k[k][1] + a[f"num_linear.{k}.bias"][0])

@@ -58,15 +58,19 @@ class MMoESettings:
     task_linear: bool = False
     ctcvr_weight: float = 1.0  # multiplies every segment's CTCVR loss weight
     # the tasks whose logit adds the FM read-out and the first-order term (None: every task)
-    # (default: none — the FM part feeds the experts instead, `fm_into_experts`; its first-order
-    # weights are then built but unused: dropping them changes the random streams the measured
-    # default was trained with)
+    # (default: none — the FM part feeds the experts instead, `fm_into_experts`, and no
+    # first-order weights are built)
     fm_tasks: tuple[str, ...] | None = ()
     fm_into_experts: bool = True  # the FM bi-interaction vector also feeds the experts and gates (NFM-style)
     # the validation score that picks the kept epoch and drives early stopping: "ctr" (CTR AUC on
     # impressions) or "ctr+cvr" (the mean of that and the CVR AUC on clicked rows, pCVR vs purchase);
     # a single-task model (the baselines) is always scored on its own task
     select_on: str = "ctr"
+    # exponential moving average of the weights (Polyak averaging), 0 = off: validation, the kept
+    # epoch and the saved model use the averaged weights; training continues from the raw ones.
+    # The decay warms up as min(ema_decay, (1 + step) / (10 + step)), so early epochs are not
+    # dominated by the initial weights.
+    ema_decay: float = 0.0
     seed: int = 0
 
 
@@ -94,8 +98,11 @@ class MMoERanker(tf.keras.Model):
         d = s.embedding_dim
         self.tables = {name: tf.keras.layers.Embedding(size, d, embeddings_regularizer=reg, name=f"emb_{name}")
                        for name, size in sorted(vocabulary_sizes.items())}
-        # first-order weights: one set shared by the tasks (key ""), or one per task (`task_linear`)
-        linear_keys = s.tasks if s.task_linear else ("",)
+        fm_tasks = s.tasks if s.fm_tasks is None else tuple(t for t in s.tasks if t in s.fm_tasks)
+        fm_tasks = fm_tasks if s.fm else ()
+        # first-order weights, only where a logit reads the FM part out: one set shared by the
+        # tasks (key ""), or one per task (`task_linear`)
+        linear_keys = (s.tasks if s.task_linear else ("",)) if fm_tasks else ()
         self.first_order = {k: {name: tf.keras.layers.Embedding(size, 1, embeddings_initializer="zeros",
                                                                 name=f"w_{k}_{name}" if k else f"w_{name}")
                                 for name, size in sorted(vocabulary_sizes.items())} for k in linear_keys}
@@ -120,8 +127,7 @@ class MMoERanker(tf.keras.Model):
         self.towers = {t: tf.keras.Sequential([tf.keras.layers.Dense(s.tower_units, "relu"),
                                                tf.keras.layers.Dropout(s.dropout),
                                                tf.keras.layers.Dense(1)], name=f"tower_{t}") for t in s.tasks}
-        fm_tasks = s.tasks if s.fm_tasks is None else tuple(t for t in s.tasks if t in s.fm_tasks)
-        self.fm_heads = {t: tf.keras.layers.Dense(1, name=f"fm_{t}") for t in fm_tasks} if s.fm else {}
+        self.fm_heads = {t: tf.keras.layers.Dense(1, name=f"fm_{t}") for t in fm_tasks}
 
     def call(self, f: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
         n = tf.shape(f["row_cat"])[0]

@@ -20,7 +20,7 @@ from vitrine.config import Home
 from vitrine.versions import latest
 
 BASELINE_SETTINGS = ("embedding_dim", "expert_units", "tower_units", "dropout", "learning_rate", "l2", "epochs",
-                     "batch_size", "patience", "seed")
+                     "batch_size", "patience", "ema_decay", "seed")
 
 
 def train_baselines(encoder, train_f, val_f, test_f, settings, *, progress: bool = False,
@@ -68,7 +68,8 @@ def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = Non
     models = {f"MMoE teacher {teacher.version}": head_metrics(test_f, p_ctr, p_cvr)}
 
     t = teacher.manifest["settings"]
-    base = replace(MMoESettings(), **{k: t[k] for k in BASELINE_SETTINGS})
+    # (a setting the version's manifest predates keeps its default)
+    base = replace(MMoESettings(), **{k: t[k] for k in BASELINE_SETTINGS if k in t})
     curves = {"teacher": teacher.manifest.get("history", [])}
     probs, histories = train_baselines(encoder, train_f, val_f, test_f, base, progress=progress, log=log)
     curves.update(histories)

@@ -124,6 +124,11 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
     ds = (tf.data.Dataset.from_tensor_slices(data).shuffle(min(len(train), 200_000), seed=settings.seed)
           .batch(settings.batch_size).prefetch(2))
 
+    averaged = None
+    if settings.ema_decay:
+        model({k: v[:2] for k, v in train.inputs.items()}, training=False)  # create the weights to average
+        averaged = _WeightAverage(model, settings.ema_decay)
+
     @tf.function
     def step(batch):
         segment = batch["user_cat"][:, 0]
@@ -133,6 +138,8 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
             loss = weights.weighted(losses, segment) + tf.add_n(model.losses or [tf.constant(0.0)])
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        if averaged is not None:
+            averaged.update()
         return (loss, tf.math.unsorted_segment_sum(losses, segment, n_segments),
                 tf.math.unsorted_segment_sum(tf.ones_like(batch["click"]), segment, n_segments))
 
@@ -153,6 +160,7 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}")
         task_w = weights.end_epoch(sums, counts)
+        raw = averaged.swap_in() if averaged is not None else None  # validate (and keep) the averaged weights
         aucs = validation_aucs(predict(model, val.inputs), val)
         val_auc = selection_score(aucs, settings.select_on)
         result.history.append({"epoch": epoch, "train_loss": total / steps, "val_auc": val_auc,
@@ -161,7 +169,9 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
                                "segment_losses": (sums / np.maximum(counts, 1)[:, None]).round(5).tolist()})
         if best_weights is None or val_auc > result.best_val_auc:
             result.best_epoch, result.best_val_auc, best_weights = epoch, val_auc, model.get_weights()
-        elif epoch - result.best_epoch >= settings.patience:
+        if raw is not None:
+            averaged.swap_out(raw)  # training goes on from the raw weights
+        if result.best_epoch != epoch and epoch - result.best_epoch >= settings.patience:
             result.stopped = f"no better validation score for {settings.patience} epoch(s)"
             break
         if keep_going is not None and not keep_going(epoch, val_auc):
@@ -174,6 +184,36 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
     result.task_weights = weights.as_json()
     result.seconds = time.perf_counter() - started
     return result
+
+
+class _WeightAverage:
+    """An exponential moving average of a model's trainable weights, updated after every step;
+    the decay warms up as min(decay, (1 + step) / (10 + step))."""
+
+    def __init__(self, model: tf.keras.Model, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema_decay {decay}: expected 0 (off) or a value in (0, 1)")
+        self.variables = model.trainable_variables
+        self.decay = decay
+        self.steps = tf.Variable(0.0, trainable=False)
+        self.shadow = [tf.Variable(v, trainable=False) for v in self.variables]
+
+    def update(self) -> None:  # inside the training step's tf.function
+        self.steps.assign_add(1.0)
+        d = tf.minimum(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
+        for v, s in zip(self.variables, self.shadow, strict=True):
+            s.assign(d * s + (1.0 - d) * v)
+
+    def swap_in(self) -> list[np.ndarray]:
+        """Put the averaged weights in the model; returns the raw ones."""
+        raw = [v.numpy() for v in self.variables]
+        for v, s in zip(self.variables, self.shadow, strict=True):
+            v.assign(s)
+        return raw
+
+    def swap_out(self, raw: list[np.ndarray]) -> None:
+        for v, r in zip(self.variables, raw, strict=True):
+            v.assign(r)
 
 
 def _bar(progress: bool, total: int):

@@ -233,12 +233,16 @@ def test_task_experts_and_task_linear_build_train_and_reload(frames, tmp_path):
     enc = TeacherEncoder.fit(train_f)
     sizes = enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric)
     settings = MMoESettings(epochs=1, batch_size=256, learning_rate=0.01, experts=2, expert_units=16,
-                            task_experts=1, task_linear=True, detach_ctr_in_ctcvr=True, ctcvr_weight=2.0)
+                            task_experts=1, task_linear=True, detach_ctr_in_ctcvr=True, ctcvr_weight=2.0,
+                            fm_tasks=None)
     model = MMoERanker(*sizes, settings)
     fit(model, labelled(enc, train_f), labelled(enc, val_f), settings, enc.vocabularies["segment"].values)
-    plain = MMoERanker(*sizes, MMoESettings(experts=2, expert_units=16, task_experts=0))
+    plain = MMoERanker(*sizes, MMoESettings(experts=2, expert_units=16, task_experts=0, fm_tasks=None))
     plain(labelled(enc, test_f.head(4)).inputs)
     assert set(model.first_order) == set(model.num_linear) == {"ctr", "cvr"} and set(plain.first_order) == {""}
+    default = MMoERanker(*sizes, MMoESettings(experts=2, expert_units=16))  # no logit reads the FM part out
+    default(labelled(enc, test_f.head(4)).inputs)
+    assert default.first_order == {} and default.num_linear == {} and default.fm_heads == {}
     assert all(len(model.task_expert_nets[t]) == 1 and model.task_expert_nets[t][0].weights for t in ("ctr", "cvr"))
     assert plain.task_expert_nets == {"ctr": [], "cvr": []}
     assert model.gates["ctr"].units == 3 and plain.gates["ctr"].units == 2
@@ -297,3 +301,46 @@ def test_fit_selects_and_stops_on_the_mean_of_both_heads(frames):
     assert (kept["ctr"] + kept["cvr"]) / 2 == pytest.approx(result.best_val_auc, abs=1e-6)
     with pytest.raises(ValueError, match="select_on"):
         fit(model, labelled(enc, train_f), val, MMoESettings(select_on="cvr"), enc.vocabularies["segment"].values)
+
+
+def test_weight_average_by_hand_with_warm_up_and_swaps():
+    import tensorflow as tf
+
+    from training.teacher_fit import _WeightAverage
+
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer="zeros")])
+    model(np.zeros((1, 2), np.float32))
+    average = _WeightAverage(model, 0.3)
+    expected = np.zeros(2)
+    for step, value in ((1, 1.0), (2, 3.0), (3, -2.0), (4, 5.0), (5, 4.0)):
+        for v in model.trainable_variables:
+            v.assign(tf.fill(v.shape, value))
+        average.update()
+        d = min(0.3, (1 + step) / (10 + step))  # warm-up: 2/11, 3/12, then 0.3
+        expected = d * expected + (1 - d) * value
+    assert d == 0.3  # the warm-up has ended by step 3
+    raw = average.swap_in()
+    assert model.layers[0].kernel.numpy().ravel() == pytest.approx([expected[0]] * 2, rel=1e-6)
+    assert model.layers[0].bias.numpy() == pytest.approx([expected[1]], rel=1e-6)
+    average.swap_out(raw)
+    assert model.layers[0].kernel.numpy().ravel() == pytest.approx([4.0, 4.0])
+    with pytest.raises(ValueError, match="ema_decay"):
+        _WeightAverage(model, 1.0)
+
+
+@pytest.mark.slow  # a small fit: ~10 s
+def test_fit_with_weight_averaging_keeps_the_validated_averaged_weights(frames):
+    from training.mmoe import MMoERanker, MMoESettings
+    from training.ranking_pipeline import labelled
+    from training.teacher_fit import fit, predict, validation_aucs
+
+    train_f, val_f, _ = frames
+    enc = TeacherEncoder.fit(train_f)
+    settings = MMoESettings(epochs=2, batch_size=256, learning_rate=0.01, experts=2, expert_units=16,
+                            ema_decay=0.99)
+    model = MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), settings)
+    val = labelled(enc, val_f)
+    result = fit(model, labelled(enc, train_f), val, settings, enc.vocabularies["segment"].values)
+    assert result.best_val_auc > 0.6
+    # what was validated (and kept) is the average: the restored model scores exactly that
+    assert validation_aucs(predict(model, val.inputs), val)["ctr"] == pytest.approx(result.best_val_auc, abs=1e-9)
