@@ -4,7 +4,7 @@ PSO vs random-search comparison at the same trial budget.
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo speed [--candidates 500] [--record]
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo quality [--seeds 0 1 2] [--record]
         [--teacher task_experts=1 detach_ctr_in_ctcvr=True ...] [--teacher-only]
-        [--baseline ema_decay=0.999 ...] [--baselines-only]
+        [--baseline ema_epochs=1.0 ...] [--baselines-only]
     .venv/bin/python benchmarks/bench_ranking.py --home var/demo search [--budget 12] [--seeds 0 1 2] [--record]
 
 speed: the published `coarse` and `ranker` versions score requests built from real rows of the

@@ -66,11 +66,10 @@ class MMoESettings:
     # impressions) or "ctr+cvr" (the mean of that and the CVR AUC on clicked rows, pCVR vs purchase);
     # a single-task model (the baselines) is always scored on its own task
     select_on: str = "ctr"
-    # exponential moving average of the weights (Polyak averaging), 0 = off: validation, the kept
-    # epoch and the saved model use the averaged weights; training continues from the raw ones.
-    # The decay warms up as min(ema_decay, (1 + step) / (10 + step)), so early epochs are not
-    # dominated by the initial weights.
-    ema_decay: float = 0.0
+    # an exponential moving average of the weights (Polyak averaging, bias-corrected) over about
+    # this many epochs (decay 1 − 1 / (ema_epochs · steps per epoch)), 0 = off: validation, the
+    # kept epoch and the saved model use the averaged weights; training goes on from the raw ones
+    ema_epochs: float = 1.0
     seed: int = 0
 
 

@@ -20,7 +20,7 @@ from vitrine.config import Home
 from vitrine.versions import latest
 
 BASELINE_SETTINGS = ("embedding_dim", "expert_units", "tower_units", "dropout", "learning_rate", "l2", "epochs",
-                     "batch_size", "patience", "ema_decay", "seed")
+                     "batch_size", "patience", "ema_epochs", "seed")
 
 
 def train_baselines(encoder, train_f, val_f, test_f, settings, *, progress: bool = False,

@@ -1,7 +1,8 @@
 """Fitting the MMoE teacher (and the single-task baselines) on encoded rows: a plain
 GradientTape loop over epochs with per-segment task weights, a validation score after every
 epoch (`MMoESettings.select_on`), early stopping with the best epoch's weights restored, and an optional hook that lets
-a tuner stop a bad trial early."""
+a tuner stop a bad trial early. With `ema_epochs` (default 1) what is validated, kept and saved is
+a moving average of the weights (`_WeightAverage`); training itself goes on from the raw ones."""
 
 from __future__ import annotations
 
@@ -124,10 +125,13 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
     ds = (tf.data.Dataset.from_tensor_slices(data).shuffle(min(len(train), 200_000), seed=settings.seed)
           .batch(settings.batch_size).prefetch(2))
 
+    steps = -(-len(train) // settings.batch_size)
     averaged = None
-    if settings.ema_decay:
+    if settings.ema_epochs:
+        if settings.ema_epochs < 0:
+            raise ValueError(f"ema_epochs {settings.ema_epochs}: expected 0 (off) or a positive number of epochs")
         model({k: v[:2] for k, v in train.inputs.items()}, training=False)  # create the weights to average
-        averaged = _WeightAverage(model, settings.ema_decay)
+        averaged = _WeightAverage(model, 1.0 - 1.0 / max(settings.ema_epochs * steps, 1.0 + 1e-9))
 
     @tf.function
     def step(batch):
@@ -145,7 +149,6 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
 
     result = FitResult(model)
     best_weights = None
-    steps = -(-len(train) // settings.batch_size)
     bar = _bar(progress, settings.epochs * steps)
     for epoch in range(1, settings.epochs + 1):
         sums = np.zeros((n_segments, 2))
@@ -187,28 +190,30 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
 
 
 class _WeightAverage:
-    """An exponential moving average of a model's trainable weights, updated after every step;
-    the decay warms up as min(decay, (1 + step) / (10 + step))."""
+    """An exponential moving average of a model's trainable weights, updated after every step,
+    bias-corrected as Adam's moments are: after t steps the average is
+    Σ_i (1 − d)·d^(t−i)·w_i / (1 − d^t), so the zero start weighs nothing and `decay` sets the
+    horizon (~1 / (1 − d) steps) from the first epoch on."""
 
     def __init__(self, model: tf.keras.Model, decay: float):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"ema_decay {decay}: expected 0 (off) or a value in (0, 1)")
+            raise ValueError(f"weight-average decay {decay}: expected a value in (0, 1)")
         self.variables = model.trainable_variables
         self.decay = decay
         self.steps = tf.Variable(0.0, trainable=False)
-        self.shadow = [tf.Variable(v, trainable=False) for v in self.variables]
+        self.shadow = [tf.Variable(tf.zeros_like(v), trainable=False) for v in self.variables]
 
     def update(self) -> None:  # inside the training step's tf.function
         self.steps.assign_add(1.0)
-        d = tf.minimum(self.decay, (1.0 + self.steps) / (10.0 + self.steps))
         for v, s in zip(self.variables, self.shadow, strict=True):
-            s.assign(d * s + (1.0 - d) * v)
+            s.assign(self.decay * s + (1.0 - self.decay) * v)
 
     def swap_in(self) -> list[np.ndarray]:
         """Put the averaged weights in the model; returns the raw ones."""
         raw = [v.numpy() for v in self.variables]
+        correction = 1.0 - self.decay ** float(self.steps.numpy())
         for v, s in zip(self.variables, self.shadow, strict=True):
-            v.assign(s)
+            v.assign(s / correction)
         return raw
 
     def swap_out(self, raw: list[np.ndarray]) -> None:

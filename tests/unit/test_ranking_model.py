@@ -3,6 +3,7 @@ per-segment task weights, training that learns, save → load identical scores, 
 call agreeing with the training rows, and the whole train/evaluate pipeline publishing."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -303,28 +304,27 @@ def test_fit_selects_and_stops_on_the_mean_of_both_heads(frames):
         fit(model, labelled(enc, train_f), val, MMoESettings(select_on="cvr"), enc.vocabularies["segment"].values)
 
 
-def test_weight_average_by_hand_with_warm_up_and_swaps():
+def test_weight_average_by_hand_bias_corrected_with_swaps():
     import tensorflow as tf
 
     from training.teacher_fit import _WeightAverage
 
     model = tf.keras.Sequential([tf.keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer="zeros")])
     model(np.zeros((1, 2), np.float32))
-    average = _WeightAverage(model, 0.3)
-    expected = np.zeros(2)
-    for step, value in ((1, 1.0), (2, 3.0), (3, -2.0), (4, 5.0), (5, 4.0)):
+    average = _WeightAverage(model, 0.5)
+    values = (1.0, 3.0, -2.0, 4.0)
+    for value in values:
         for v in model.trainable_variables:
             v.assign(tf.fill(v.shape, value))
         average.update()
-        d = min(0.3, (1 + step) / (10 + step))  # warm-up: 2/11, 3/12, then 0.3
-        expected = d * expected + (1 - d) * value
-    assert d == 0.3  # the warm-up has ended by step 3
+    # Σ_i (1 − d)·d^(t−i)·w_i / (1 − d^t) with d = 0.5, t = 4
+    expected = (0.5 * (0.125 * 1.0 + 0.25 * 3.0 + 0.5 * -2.0 + 1.0 * 4.0)) / (1 - 0.5 ** 4)
     raw = average.swap_in()
-    assert model.layers[0].kernel.numpy().ravel() == pytest.approx([expected[0]] * 2, rel=1e-6)
-    assert model.layers[0].bias.numpy() == pytest.approx([expected[1]], rel=1e-6)
+    assert model.layers[0].kernel.numpy().ravel() == pytest.approx([expected] * 2, rel=1e-6)
+    assert model.layers[0].bias.numpy() == pytest.approx([expected], rel=1e-6)
     average.swap_out(raw)
     assert model.layers[0].kernel.numpy().ravel() == pytest.approx([4.0, 4.0])
-    with pytest.raises(ValueError, match="ema_decay"):
+    with pytest.raises(ValueError, match="decay"):
         _WeightAverage(model, 1.0)
 
 
@@ -337,10 +337,16 @@ def test_fit_with_weight_averaging_keeps_the_validated_averaged_weights(frames):
     train_f, val_f, _ = frames
     enc = TeacherEncoder.fit(train_f)
     settings = MMoESettings(epochs=2, batch_size=256, learning_rate=0.01, experts=2, expert_units=16,
-                            ema_decay=0.99)
+                            ema_epochs=1.0)
     model = MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), settings)
     val = labelled(enc, val_f)
     result = fit(model, labelled(enc, train_f), val, settings, enc.vocabularies["segment"].values)
     assert result.best_val_auc > 0.6
     # what was validated (and kept) is the average: the restored model scores exactly that
     assert validation_aucs(predict(model, val.inputs), val)["ctr"] == pytest.approx(result.best_val_auc, abs=1e-9)
+    plain = replace(settings, ema_epochs=0.0)  # the same seed and batches without averaging: other scores
+    again = fit(MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), plain),
+                labelled(enc, train_f), val, plain, enc.vocabularies["segment"].values)
+    assert [h["val_auc"] for h in again.history] != pytest.approx([h["val_auc"] for h in result.history], abs=1e-4)
+    with pytest.raises(ValueError, match="ema_epochs"):
+        fit(model, labelled(enc, train_f), val, replace(settings, ema_epochs=-1.0), enc.vocabularies["segment"].values)
