@@ -13,8 +13,9 @@ random-search baseline over the same space and trial budget.
 - **Early stopping of bad trials**: `MedianStopper` — after each epoch a trial whose
   validation score is below the median of earlier trials at the same epoch stops (from the
   third trial on); its best score so far stands.
-- **Start**: optionally a known configuration (the defaults) is the first particle / first
-  random draw, so a search never ends below it on the trial objective.
+- **Start**: optionally a known configuration (the defaults) is the first trial of either
+  method, so a search never ends below it on the trial objective. For PSO it is not a particle
+  (it would pull the swarm towards a point already known).
 - **Log**: every trial (method, seed, parameters, score, epochs run, stopped or not, time)
   goes to a JSON-lines file as it finishes.
 """
@@ -166,7 +167,10 @@ def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: i
                particles: int | None = None, options: dict | None = None, start: dict | None = None,
                log_path: Path | None = None) -> SearchResult:
     """Maximise `objective` with global-best PSO within `budget` trainings. `start`: a known
-    configuration (e.g. the defaults) placed as the first particle; the others start uniformly."""
+    configuration (e.g. the defaults), trained first and counted in the result, but not one of
+    the particles: as a particle it became the global best after the first iteration whenever
+    the random ones were worse, and a 3-particle swarm then spent most of a 12-trial budget
+    around it (docs/benchmarks.md "Tuning"). The particles start uniformly in the box."""
     import pyswarms as ps
 
     if budget < 1:
@@ -175,10 +179,10 @@ def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: i
     n = particles or int(np.clip(round(math.sqrt(budget)), 3, 8))
     n = min(n, budget)
     lo, hi = space.bounds()
+    if start is not None:  # scored first, but not a particle: it must not become the swarm's attractor
+        runner.score(space.decode(np.clip(space.encode(start), lo, hi)))
     np.random.seed(seed)  # pyswarms draws from NumPy's global generator
     init = np.random.uniform(lo, hi, size=(n, len(space.dimensions)))
-    if start is not None:
-        init[0] = np.clip(space.encode(start), lo, hi)
     optimizer = ps.single.GlobalBestPSO(n_particles=n, dimensions=len(space.dimensions),
                                         options=options or CONSTRICTION, bounds=(lo, hi), init_pos=init)
 
