@@ -176,11 +176,13 @@ def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: i
     if budget < 1:
         raise ValueError("the tuning budget must be at least 1 trial")
     runner = _Runner(objective, "pso", seed, budget, log_path)
-    n = particles or int(np.clip(round(math.sqrt(budget)), 3, 8))
-    n = min(n, budget)
     lo, hi = space.bounds()
     if start is not None:  # scored first, but not a particle: it must not become the swarm's attractor
         runner.score(space.decode(np.clip(space.encode(start), lo, hi)))
+        if runner.spent:  # a budget of 1: the start was the search
+            return SearchResult("pso", seed, runner.trials)
+    n = particles or int(np.clip(round(math.sqrt(budget)), 3, 8))
+    n = min(n, budget - len(runner.trials))  # the first iteration must score every particle
     np.random.seed(seed)  # pyswarms draws from NumPy's global generator
     init = np.random.uniform(lo, hi, size=(n, len(space.dimensions)))
     optimizer = ps.single.GlobalBestPSO(n_particles=n, dimensions=len(space.dimensions),

@@ -66,6 +66,9 @@ def test_a_start_configuration_is_the_first_trial():
     for search in (pso_search, random_search):
         first = search(bowl, SPACE, 4, seed=0, start=start).trials[0].params
         assert first == {"lr": pytest.approx(0.003), "experts": 4, "x": 0.0}
+        for budget in (1, 2, 3, 5):  # the start may use up a small budget: no particle is left unscored
+            trials = search(bowl, SPACE, budget, seed=0, start=start).trials
+            assert len(trials) == budget and trials[0].params["experts"] == 4
 
 
 def test_trainings_that_reseed_numpy_do_not_change_the_search():
