@@ -202,6 +202,15 @@ def teacher_overrides(pairs: list[str], known: set[str] | None = None) -> dict:
     return out
 
 
+def _kept_validation(seed: int, curves: dict[str, list]) -> dict:
+    """Each baseline's validation AUC at its kept epoch (fit keeps the best epoch)."""
+    return {"seed": seed, **{name: max(h["val_auc"] for h in hist) for name, hist in curves.items()}}
+
+
+def _auc_text(row: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "seed")
+
+
 def quality(args) -> dict:
     from dataclasses import asdict, replace
 
@@ -230,12 +239,11 @@ def quality(args) -> dict:
         base_settings = replace(MMoESettings(seed=seed), **base_overrides)  # never the teacher's overrides
         if args.baselines_only:
             base, curves = train_baselines(encoder, train_f, val_f, test_f, base_settings, log=lambda *_: None)
-            base_val.append({"seed": seed, **{name: max(h["val_auc"] for h in hist) for name, hist in curves.items()}})
+            base_val.append(_kept_validation(seed, curves))
             per_seed.append({"ctr_dnn": head_metrics(test_f, base["ctr"], None),
                              "cvr_dnn": {"cvr": head_metrics(test_f, None, base["cvr"])["cvr"]}})
             print(f"seed {seed} ({time.perf_counter() - t:.0f}s): baselines' validation AUC "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in base_val[-1].items() if k != "seed")
-                  + f"; test: CTR-only AUC {per_seed[-1]['ctr_dnn']['ctr']['auc']:.4f}, "
+                  + _auc_text(base_val[-1]) + f"; test: CTR-only AUC {per_seed[-1]['ctr_dnn']['ctr']['auc']:.4f}, "
                   f"CVR-only AUC {per_seed[-1]['cvr_dnn']['cvr']['auc']:.4f}", flush=True)
             continue
         settings = replace(MMoESettings(seed=seed), **overrides)
@@ -259,8 +267,7 @@ def quality(args) -> dict:
             continue
         logits = predict(model, train.inputs, logits=True)["ctr"]
         base, curves = train_baselines(encoder, train_f, val_f, test_f, base_settings, log=lambda *_: None)
-        # the baselines' validation AUC at their kept epoch (fit keeps the first best epoch)
-        base_val.append({"seed": seed, **{name: max(h["val_auc"] for h in hist) for name, hist in curves.items()}})
+        base_val.append(_kept_validation(seed, curves))
         student = train_student(train_f, logits, val_f, settings=replace(FMSettings(), seed=seed),
                                 fields=STUDENT_FIELDS)
         s = student.logits(test_f)
@@ -271,7 +278,7 @@ def quality(args) -> dict:
                "student": {"ctr": report(users, clicks, 1 / (1 + np.exp(-s)))}}
         per_seed.append(row)
         print(f"seed {seed} ({time.perf_counter() - t:.0f}s): teacher {val_text}; baselines' validation AUC "
-              + ", ".join(f"{k} {v:.4f}" for k, v in base_val[-1].items() if k != "seed") + "; "
+              + _auc_text(base_val[-1]) + "; "
               f"test: teacher CTR AUC {row['teacher']['ctr']['auc']:.4f}, "
               f"CTR-only {row['ctr_dnn']['ctr']['auc']:.4f}, student {row['student']['ctr']['auc']:.4f}; "
               f"CVR AUC teacher {row['teacher']['cvr']['auc']:.4f}, CVR-only {row['cvr_dnn']['cvr']['auc']:.4f}",

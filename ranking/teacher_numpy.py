@@ -121,8 +121,11 @@ class NumpyTeacher:
         # the candidate fields' tables end to end, so one gather looks up every field
         self._row_tables = np.concatenate([a[f"emb.{k}"] for k in ROW_CATEGORICAL])
         self._row_offsets = np.cumsum([0, *(len(a[f"emb.{k}"]) for k in ROW_CATEGORICAL)])[:-1]
+        self._fm_tasks = set(layout.get("fm_tasks", self.tasks if layout["fm"] else []))
+        # first-order terms only where a logit reads them (older versions exported unused ones)
+        self._linear_keys = list(layout["linear_keys"]) if self._fm_tasks else []
         self._row_first = {k: np.concatenate([a[f"first.{k}.{name}"] for name in ROW_CATEGORICAL])
-                           for k in layout["linear_keys"]}
+                           for k in self._linear_keys}
         user_idx, row_idx = self._x_columns()
         # every first Dense layer reading x (experts' and gates'), side by side
         self._first_names: list[tuple[str, int]] = []
@@ -149,12 +152,11 @@ class NumpyTeacher:
         # `fm_into_experts`: x ends with the bi-interaction vector (one per candidate)
         self._fm_into_experts = bool(layout.get("fm_into_experts", False))
         self._k_bi = kernel[len(user_idx) + len(row_idx):] if self._fm_into_experts else None
-        self._fm_tasks = set(layout.get("fm_tasks", self.tasks if layout["fm"] else []))
         if layout["fm"]:
             self._v_user, self._v_row = a["user_num_v"], a["row_num_v"]
             self._v2_user, self._v2_row = self._v_user * self._v_user, self._v_row * self._v_row
             self._num_k = {k: (a[f"num_linear.{k}.kernel"][:self.n_user_num],
-                               a[f"num_linear.{k}.kernel"][self.n_user_num:]) for k in layout["linear_keys"]}
+                               a[f"num_linear.{k}.kernel"][self.n_user_num:]) for k in self._linear_keys}
 
     def _x_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Positions in MMoERanker's x of the user's and the candidates' columns, in the order
@@ -224,7 +226,7 @@ class NumpyTeacher:
             s = s_user + s_row
             bi = 0.5 * (s * s - q_user - q_row)                                    # [n, d]
             first = {}
-            for k in lay["linear_keys"] if self._fm_tasks else ():  # (older versions exported unused ones)
+            for k in self._linear_keys:
                 user_first = sum(a[f"first.{k}.{name}"][user_cat[:, j]] for j, name in enumerate(USER_CATEGORICAL))
                 first[k] = (user_first + self._row_first[k][row_cat + self._row_offsets].sum(axis=1)
                             + user_num @ self._num_k[k][0] + row_num @ self._num_k[k][1] + a[f"num_linear.{k}.bias"][0])
