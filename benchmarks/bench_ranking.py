@@ -214,11 +214,11 @@ def _auc_text(row: dict) -> str:
 def quality(args) -> dict:
     from dataclasses import asdict, replace
 
+    from evaluation.ranking import BASELINE_SETTINGS, train_baselines
     from ranking.features import TeacherEncoder
     from training.fm_student import FMSettings, train_student
     from training.mmoe import MMoERanker, MMoESettings
     from training.ranking_data import load_ranking_data
-    from training.ranking_evaluation import BASELINE_SETTINGS, train_baselines
     from training.ranking_metrics import report
     from training.ranking_pipeline import STUDENT_FIELDS, head_metrics, labelled
     from training.teacher_fit import fit, predict

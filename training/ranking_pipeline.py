@@ -172,9 +172,3 @@ def cli_train(args, home: Home) -> None:
                         budget=args.budget or 6, progress=sys.stderr.isatty())
     print(f"ranker {run.teacher_dir.name} and coarse {run.student_dir.name} published as latest; "
           f"curves in {run.report_dir}")
-
-
-def cli_evaluate(args, home: Home) -> int:
-    from training.ranking_evaluation import cli_evaluate as evaluate
-
-    return evaluate(args, home)

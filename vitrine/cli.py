@@ -212,9 +212,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 @command("evaluate", "evaluate trained models side by side with baselines: table + plot", _evaluate_args)
 def _evaluate(args: argparse.Namespace, home: Home) -> int:
     if args.model == "retrieval":
-        from retrieval.evaluation import cli_evaluate
+        from evaluation.retrieval import cli_evaluate
     else:
-        from training.ranking_pipeline import cli_evaluate
+        from evaluation.ranking import cli_evaluate
     return cli_evaluate(args, home)
 
 

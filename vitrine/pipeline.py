@@ -118,7 +118,7 @@ def show_features(home: Home, url: str) -> None:
 
 
 def train_and_evaluate_retrieval(home: Home, url: str) -> None:
-    from retrieval.evaluation import evaluate_retrieval
+    from evaluation.retrieval import evaluate_retrieval
     from training.retrieval_pipeline import train_retrieval
 
     t = _stage("train retrieval: TFRS two-tower on every clicked sample, published as latest")
@@ -136,7 +136,7 @@ def train_and_evaluate_retrieval(home: Home, url: str) -> None:
 
 
 def train_and_evaluate_ranking(home: Home, url: str, *, budget: int = 4) -> None:
-    from training.ranking_evaluation import evaluate_ranking
+    from evaluation.ranking import evaluate_ranking
     from training.ranking_pipeline import train_ranking
 
     t = _stage(f"train ranking: PSO search ({budget} trials) → MMoE teacher → distilled FM student, published")

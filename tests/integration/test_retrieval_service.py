@@ -40,7 +40,7 @@ def test_retriever_from_feature_tables_filters_bought_and_labels_routes(small_ho
 
 @pytest.mark.slow
 def test_evaluate_retrieval_on_a_click_only_log(tiny_data, tmp_path):
-    from retrieval.evaluation import evaluate_retrieval
+    from evaluation.retrieval import evaluate_retrieval
     from vitrine.data.ingest import ingest
     from vitrine.online.redis_local import ManagedRedis, redis_url
 

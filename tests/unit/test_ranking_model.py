@@ -153,10 +153,10 @@ def test_teacher_serving_call_equals_training_rows_and_handles_new_users(frames,
 
 @pytest.mark.slow
 def test_train_and_evaluate_ranking_publish_versions_and_report(frames, home, tmp_path):
+    from evaluation.ranking import evaluate_ranking
     from training.fm_student import FMSettings
     from training.mmoe import MMoESettings
     from training.ranking_data import RankingData
-    from training.ranking_evaluation import evaluate_ranking
     from training.ranking_pipeline import train_ranking
     from vitrine.versions import latest
 

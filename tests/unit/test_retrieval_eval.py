@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.baselines import ItemKNN, Popularity
-from retrieval.evaluation import RetrievalReport
-from retrieval.holdout import split_holdout
+from evaluation.baselines import ItemKNN, Popularity
+from evaluation.holdout import split_holdout
+from evaluation.retrieval import RetrievalReport
 from retrieval.tables import latest_rows
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from retrieval.metrics import coverage, evaluate, ndcg_at_k, recall_at_k
+from evaluation.metrics import coverage, evaluate, ndcg_at_k, recall_at_k
 
 
 def test_recall_at_k():

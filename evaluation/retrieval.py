@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrieval.baselines import ItemKNN, Popularity
-from retrieval.holdout import HoldOut, load_positives, prepare, split_holdout
-from retrieval.metrics import evaluate
+from evaluation.baselines import ItemKNN, Popularity
+from evaluation.holdout import HoldOut, load_positives, prepare, split_holdout
+from evaluation.metrics import evaluate
 from retrieval.service import Retriever
 from retrieval.tables import user_frame
 from vitrine.config import Home
