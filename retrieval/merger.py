@@ -5,11 +5,16 @@ route's quota is its share × the requested size. Routes are asked for more than
 quota so that filtering (already bought, recently seen, offline, excluded) and dedupe do
 not leave holes; unused quota is handed to the remaining routes in order, so the answer is
 full whenever the routes together have enough items.
+
+Scores: each route's scores are min-max normalised over what it returned. Without weights a
+candidate keeps its best normalised score; with `weights` (the published policy's blend,
+tuned on validation) its score is the weighted sum over every route that found it, and the
+candidates come back best first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,9 +56,11 @@ class Merger:
             blocked[rows] = True
         return blocked
 
-    def recall(self, user: UserState, k: int, exclude: Sequence[str] = ()) -> list[Candidate]:
+    def recall(self, user: UserState, k: int, exclude: Sequence[str] = (),
+               weights: Mapping[str, float] | None = None) -> list[Candidate]:
         if k <= 0:
             raise ValueError("k must be positive")
+        blend = bool(weights)
         shares = self.quotas.get(user.segment) or self.quotas["normal"]
         active = [r for r in self.routes if shares.get(r.name, 0) > 0]
         total = sum(shares[r.name] for r in active) or 1.0
@@ -81,14 +88,15 @@ class Merger:
                 rows, norm = rows[first], norm[first]
             at = position[rows]
             taken_before = at >= 0
+            w = weights.get(route.name, 0.0) if blend else 1.0
             for j, s in zip(at[taken_before].tolist(), norm[taken_before].tolist(), strict=True):
                 c = out[j]  # dedupe: keep every route that found it
                 if route.name not in c.routes:
                     c.routes.append(route.name)
-                    c.score = max(c.score, s)
+                    c.score = c.score + w * s if blend else max(c.score, s)
             new = rows[~taken_before][:quota]
             position[new] = np.arange(len(out), len(out) + len(new))
-            out.extend(Candidate(r, str(i), s, [route.name]) for r, i, s in
+            out.extend(Candidate(r, str(i), w * s, [route.name]) for r, i, s in
                        zip(new.tolist(), ids[new].tolist(), norm[~taken_before][:quota].tolist(), strict=True))
             leftover = quota - len(new)
         merged = {c.row: c for c in out}
@@ -104,4 +112,7 @@ class Merger:
                     if not blocked[row] and row not in merged:
                         merged[row] = Candidate(row, str(self.catalogue.ids[row]), 0.0, [route.name])
                         order.append(row)
-        return [merged[r] for r in order[:k]]
+        picked = [merged[r] for r in order[:k]]
+        if blend:
+            picked.sort(key=lambda c: -c.score)  # stable: ties keep the quota order
+        return picked

@@ -146,8 +146,10 @@ class Retriever:
 
     # --- recall --------------------------------------------------------------------------
 
-    def recall(self, state: UserState, k: int, exclude: Sequence[str] = ()) -> list[Candidate]:
-        return self.merger.recall(state, k, exclude)
+    def recall(self, state: UserState, k: int, exclude: Sequence[str] = (),
+               weights: Mapping[str, float] | None = None) -> list[Candidate]:
+        """Merged candidates; `weights` = the published policy's blend (None: best route score)."""
+        return self.merger.recall(state, k, exclude, weights)
 
     def fallback(self, k: int, exclude: Sequence[str] = ()) -> list[Candidate]:
         """Hot and new items only (degraded answers): no user features needed."""

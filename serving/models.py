@@ -21,11 +21,13 @@ from typing import Any
 
 from serving.metrics import Metrics
 from vitrine.config import Home
-from vitrine.versions import models_dir
+from vitrine.policy import Policy
+from vitrine.versions import models_dir, verify
 
 log = logging.getLogger("serving.models")
 
-MODELS = ("two_tower", "coarse", "ranker")
+MODELS = ("two_tower", "coarse", "ranker", "pipeline")
+OPTIONAL = ("two_tower", "pipeline")  # served without a published version (routes from tables; default policy)
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,13 @@ class Loaded:
     retriever: Any = None  # retrieval.service.Retriever
     student: Any = None  # ranking.fm.FMStudent (coarse)
     teacher: Any = None  # ranking.teacher.Teacher (fine)
+    policy: Policy = field(default_factory=Policy)  # the published serving policy (vitrine.policy)
     versions: dict[str, str] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)  # model → why it is not being served
 
     def version_string(self) -> str:
-        return ",".join(f"{m}={self.versions[m]}" for m in MODELS if m in self.versions) or "none"
+        shown = [m for m in MODELS if m in self.versions and (m, self.versions[m]) != ("pipeline", "default")]
+        return ",".join(f"{m}={self.versions[m]}" for m in shown) or "none"
 
 
 def _load_retriever(home: Home, directory) -> tuple[Any, str]:
@@ -60,9 +64,20 @@ def _load_teacher(home: Home, directory) -> tuple[Any, str]:
     return Teacher.load(directory), directory.name
 
 
+def _load_policy(home: Home, directory) -> tuple[Any, str]:
+    """The published policy (checksums verified), or the defaults when none is published."""
+    if directory is None:
+        return Policy(), "default"
+    verify(directory)
+    policy = Policy.load(directory)
+    for warning in policy.warnings:
+        log.warning("serving policy warning", extra={"version": directory.name, "warning": warning})
+    return policy, directory.name
+
+
 LOADERS: dict[str, Callable[[Home, Any], tuple[Any, str]]] = {
-    "two_tower": _load_retriever, "coarse": _load_student, "ranker": _load_teacher}
-SLOTS = {"two_tower": "retriever", "coarse": "student", "ranker": "teacher"}
+    "two_tower": _load_retriever, "coarse": _load_student, "ranker": _load_teacher, "pipeline": _load_policy}
+SLOTS = {"two_tower": "retriever", "coarse": "student", "ranker": "teacher", "pipeline": "policy"}
 
 
 class ModelSet:
@@ -90,7 +105,7 @@ class ModelSet:
                 if model not in force and model in self._pointers and pointer == self._pointers[model]:
                     continue
                 self._pointers[model] = pointer
-                if pointer is None and model != "two_tower":
+                if pointer is None and model not in OPTIONAL:
                     if getattr(snapshot, SLOTS[model]) is None:
                         snapshot = replace(snapshot, problems={**snapshot.problems, model: "not_trained"})
                     outcomes[model] = "not trained"

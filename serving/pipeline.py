@@ -186,8 +186,10 @@ def recommend(ctx: Context, req: RecommendRequest, timeout_s: float | None = Non
 def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendRequest,
             user: UserFeatures) -> list[RankedItem]:
     models, config = ctx.models, ctx.config
-    needed = {"two_tower": models.retriever, "coarse": models.student if strategy.coarse else True,
-              "ranker": models.teacher if strategy.fine else True}
+    policy = models.policy  # stages the published policy switched off run in no arm
+    coarse_on, fine_on = strategy.coarse and policy.coarse, strategy.fine and policy.fine
+    needed = {"two_tower": models.retriever, "coarse": models.student if coarse_on else True,
+              "ranker": models.teacher if fine_on else True}
     for model, obj in needed.items():
         if obj is None:
             raise Degrade(f"no_{model}_model:{models.problems.get(model, 'not_loaded')}")
@@ -199,7 +201,8 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
         # purchases join the bought filter; seen = the recent items (the retriever's default)
         state = models.retriever.user_state(req.user_id, values, extra_recent=values.get(RT_RECENT) or (),
                                             bought=values.get(RT_BOUGHT) or ())
-        return models.retriever.recall(state, config.recall_k, exclude=sorted(req.exclude))
+        return models.retriever.recall(state, config.recall_k, exclude=sorted(req.exclude),
+                                       weights=policy.route_weights or None)
 
     candidates = clock.run("recall", recall)
     if not candidates:
@@ -209,7 +212,7 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
     rows = (to_cache[np.fromiter((c.row for c in candidates), dtype=np.int64, count=len(candidates))]
             if to_cache is not None else ctx.items.rows([c.item_id for c in candidates]))
 
-    if strategy.coarse:
+    if coarse_on:
         def coarse() -> np.ndarray:
             items, part = _model_inputs(ctx.items, models.student, rows)
             scores = np.asarray(models.student.score(user.values, items, request, item_part=part), dtype=np.float64)
@@ -221,7 +224,7 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
         order, coarse_scores = np.arange(min(len(candidates), max(config.coarse_k, req.k))), None
 
     rows = rows[order]
-    if strategy.fine:
+    if fine_on:
         features, part = _model_inputs(ctx.items, models.teacher, rows, FINE_COLUMNS)
 
         def fine() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -251,8 +254,8 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
         keep = np.array(keep, dtype=np.int64)
         scores = np.maximum(final[keep], 1e-12)
         merchants, categories = ctx.items.codes(rows[keep])
-        picks, adjusted = diversify(scores, merchants, categories, req.k,
-                                    config.diversity.merchant_decay, config.diversity.category_decay)
+        decays = (config.diversity.merchant_decay, config.diversity.category_decay) if policy.diversity else (1.0, 1.0)
+        picks, adjusted = diversify(scores, merchants, categories, req.k, *decays)
         out = []
         for p, s in zip(picks.tolist(), adjusted.tolist(), strict=True):
             j = int(keep[p])

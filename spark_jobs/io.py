@@ -52,13 +52,35 @@ class Clock:
 
     as_of: datetime  # the latest event considered (inclusive)
     snapshots: tuple[date, ...]
+    # how far back a snapshot looks for relations, samples, recent items and which users and
+    # items get rows at all: derived from the log (`lookback_for`), at least the 30-day window
+    lookback_days: int = 30
 
     @property
     def last(self) -> date:
         return self.snapshots[-1]
 
 
-def make_clock(events, as_of: datetime | None = None, snapshot_days: int | None = None) -> Clock:
+# the look-back grows until it holds this many positive events (or the whole log)
+LOOKBACK_POSITIVES = 2_000_000
+MIN_LOOKBACK_DAYS, MAX_LOOKBACK_DAYS = 30, 365
+
+
+def lookback_for(daily_positives: dict[date, int], last: date, target: int = LOOKBACK_POSITIVES) -> int:
+    """Days of look-back before snapshot `last`: the fewest that hold `target` positive events
+    (a dense platform log: the 30-day floor; a sparse or small one: its whole span, so a
+    7-month rating log is not cut to its last month), within [30, 365]."""
+    days, total = 0, 0
+    for day in sorted((d for d in daily_positives if d < last), reverse=True):
+        days = (last - day).days
+        total += daily_positives[day]
+        if total >= target:
+            break
+    return int(min(max(days, MIN_LOOKBACK_DAYS), MAX_LOOKBACK_DAYS))
+
+
+def make_clock(events, as_of: datetime | None = None, snapshot_days: int | None = None,
+               lookback_days: int | None = None) -> Clock:
     from pyspark.sql import functions as F
 
     row = events.agg(F.min("event_time").alias("first"), F.max("event_time").alias("last")).first()
@@ -76,4 +98,8 @@ def make_clock(events, as_of: datetime | None = None, snapshot_days: int | None 
         days = [end]
     if snapshot_days is not None:
         days = days[-snapshot_days:]
-    return Clock(as_of=as_of, snapshots=tuple(days))
+    if lookback_days is None:
+        daily = (events.where(F.col("event_type").isin(*POSITIVE_TYPES) & (F.col("event_time") <= F.lit(as_of)))
+                 .groupBy(F.to_date("event_time").alias("d")).count().collect())
+        lookback_days = lookback_for({r["d"]: r["count"] for r in daily}, days[-1])
+    return Clock(as_of=as_of, snapshots=tuple(days), lookback_days=lookback_days)

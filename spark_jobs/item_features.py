@@ -35,12 +35,14 @@ def item_stats(events, items, clock: Clock, spark, settings: ItemFeatureSettings
 
     snaps = snapshot_frame(spark, clock)
     daily = daily_counts(events, ["item_id"])
-    fanned = fan_out(daily, snaps)
+    fanned = fan_out(daily, snaps, clock.lookback_days)
     sums = windowed_sums(fanned, ["item_id"])
     heat_w = (F.col("impressions") * settings.impression_heat + F.col("clicks") * EVENT_WEIGHTS["click"]
               + F.col("carts") * EVENT_WEIGHTS["add_to_cart"] + F.col("purchases") * EVENT_WEIGHTS["purchase"])
+    # heat's half-life scales with the look-back (2 days at 30): a sparse log's "hot" is slower
+    heat_half_life = settings.heat_half_life_days * max(clock.lookback_days, 30) / 30
     heat = fanned.groupBy("item_id", "snap_day").agg(
-        F.sum(heat_w * decay(F.col("age_days"), settings.heat_half_life_days)).alias("heat"))
+        F.sum(heat_w * decay(F.col("age_days"), heat_half_life)).alias("heat"))
     counts = [f"{c}_{w}d" for w in WINDOWS for c in COUNTS]
     if items is not None:
         base = items.select("item_id", "created_at").crossJoin(F.broadcast(snaps)).where(
@@ -106,7 +108,7 @@ def merchant_stats(events, items, merchants, clock: Clock, spark,
         return None
     tagged = tagged.where(F.col("merchant_id").isNotNull())
     snaps = snapshot_frame(spark, clock)
-    sums = windowed_sums(fan_out(daily_counts(tagged, ["merchant_id"]), snaps), ["merchant_id"])
+    sums = windowed_sums(fan_out(daily_counts(tagged, ["merchant_id"]), snaps, clock.lookback_days), ["merchant_id"])
     pri = priors(sums)
     s = sums.join(F.broadcast(pri), "snap_day")
     out = s.select(

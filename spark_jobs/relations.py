@@ -12,7 +12,7 @@ from spark_jobs.windows import event_weight
 
 @dataclass(frozen=True)
 class RelationSettings:
-    lookback_days: int = 30
+    lookback_days: int | None = None  # None: the clock's (derived from the log)
     top_k: int = 50
     max_items_per_session: int = 30  # caps the quadratic pair count of very long sessions
     min_co_count: int = 1
@@ -30,9 +30,10 @@ class RelationSettings:
     content_max_bucket: int = 300  # skip near-universal buckets (bounds the pair count)
 
 
-def _window(events, clock: Clock, days: int):
+def _window(events, clock: Clock, days: int | None):
     from pyspark.sql import functions as F
 
+    days = clock.lookback_days if days is None else days
     return events.where((F.col("day") < F.lit(clock.last))
                         & (F.col("day") >= F.date_sub(F.lit(clock.last), days)))
 

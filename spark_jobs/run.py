@@ -57,12 +57,14 @@ class FeatureRun:
     home: str
     as_of: str
     snapshots: list[str]
+    lookback_days: int = 30
     tables: dict[str, dict] = field(default_factory=dict)
     seconds: float = 0.0
 
     def render(self) -> str:
         lines = [f"features as of {self.as_of} ({len(self.snapshots)} snapshots "
-                 f"{self.snapshots[0]} .. {self.snapshots[-1]}) in {self.seconds:.1f}s"]
+                 f"{self.snapshots[0]} .. {self.snapshots[-1]}, {self.lookback_days}-day look-back) "
+                 f"in {self.seconds:.1f}s"]
         for name, t in self.tables.items():
             lines.append(f"  {name:<20}{t['rows']:>12,} rows  {t['seconds']:>6.1f}s")
         return "\n".join(lines)
@@ -92,7 +94,7 @@ def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_d
     users = read_catalog(spark, home, "users")
     merchants = read_catalog(spark, home, "merchants")
     run = FeatureRun(home=str(home.root), as_of=clock.as_of.isoformat(),
-                     snapshots=[d.isoformat() for d in clock.snapshots])
+                     snapshots=[d.isoformat() for d in clock.snapshots], lookback_days=clock.lookback_days)
 
     als: dict[str, object] = {}
 

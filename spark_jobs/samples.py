@@ -23,7 +23,7 @@ CONTEXT = ("session_id", "device", "region", "scene", "position", "price", "merc
 
 @dataclass(frozen=True)
 class SampleSettings:
-    lookback_days: int = 30
+    lookback_days: int | None = None  # None: the clock's (derived from the log)
     negatives_per_positive: int = 4
     seed: int = 0
 
@@ -36,8 +36,8 @@ def labelled_samples(events, clock: Clock, items=None, settings: SampleSettings 
         events = events.join(F.broadcast(items.select("item_id", F.col("merchant_id").alias("_m"))),
                              "item_id", "left").withColumn(
             "merchant_id", F.coalesce(F.col("merchant_id"), F.col("_m"))).drop("_m")
-    ev = events.where((F.col("day") < F.lit(clock.last))
-                      & (F.col("day") >= F.date_sub(F.lit(clock.last), settings.lookback_days)))
+    lookback = settings.lookback_days or clock.lookback_days
+    ev = events.where((F.col("day") < F.lit(clock.last)) & (F.col("day") >= F.date_sub(F.lit(clock.last), lookback)))
     session = F.coalesce(F.col("session_id"), F.concat_ws("|", "user_id", F.col("day").cast("string")))
     ev = ev.withColumn("basket", session)
     t = F.col("event_type")

@@ -52,11 +52,12 @@ def _top_k(scored, key: str, value: str, k: int, prefix: str):
 
 
 def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSettings = UserFeatureSettings()):
-    """One row per (user active in the 30 days before a snapshot, snapshot)."""
+    """One row per (user active in the look-back before a snapshot, snapshot): the clock's
+    look-back, 30 days on a dense log, longer on a sparse one (`spark_jobs.io.lookback_for`)."""
     from pyspark.sql import functions as F
 
     snaps = snapshot_frame(spark, clock)
-    sums = windowed_sums(fan_out(daily_counts(events, ["user_id"]), snaps), ["user_id"])
+    sums = windowed_sums(fan_out(daily_counts(events, ["user_id"]), snaps, clock.lookback_days), ["user_id"])
     pri = priors(sums)
     s = sums.join(F.broadcast(pri), "snap_day")
     has_impressions = F.col("all_impressions") > 0
@@ -81,20 +82,22 @@ def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSett
     # price level: geometric mean price of what the user engaged with (30 days)
     priced = positives.where(F.col("price") > 0).groupBy("user_id", "day").agg(
         F.sum(F.log("price")).alias("log_price_sum"), F.count("*").alias("priced"))
-    price = fan_out(priced, snaps).groupBy("user_id", "snap_day").agg(
+    price = fan_out(priced, snaps, clock.lookback_days).groupBy("user_id", "snap_day").agg(
         F.exp(F.sum("log_price_sum") / F.sum("priced")).alias("price_level"))
     out = out.join(price, ["user_id", "snap_day"], "left")
 
-    # decayed category and brand preferences
+    # decayed category and brand preferences; a longer look-back (a sparse log) stretches the
+    # half-life with it, so months-old tastes are not decayed to nothing
     weight = event_weight()
+    half_life = max(settings.preference_half_life_days, clock.lookback_days / 4)
     if items is not None:
         attrs = items.select("item_id", "category", "brand")
         tagged = positives.join(F.broadcast(attrs), "item_id", "left")
         for value, prefix in (("category", "category"), ("brand", "brand")):
             daily = tagged.where(F.col(value).isNotNull()).groupBy("user_id", value, "day").agg(
                 F.sum(weight).alias("w"))
-            scored = fan_out(daily, snaps).groupBy("user_id", "snap_day", value).agg(
-                F.sum(F.col("w") * decay(F.col("age_days"), settings.preference_half_life_days)).alias("pref"))
+            scored = fan_out(daily, snaps, clock.lookback_days).groupBy("user_id", "snap_day", value).agg(
+                F.sum(F.col("w") * decay(F.col("age_days"), half_life)).alias("pref"))
             out = out.join(_top_k(scored, "user_id", value, settings.top_k_preferences, prefix),
                            ["user_id", "snap_day"], "left")
     else:
@@ -103,15 +106,15 @@ def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSett
                    .withColumn(f"top_{prefix}_weights", F.lit(None).cast("array<float>")))
 
     # the most recent distinct items engaged with (and bought) before each snapshot
-    out = out.join(_latest_items(positives, snaps, settings.recent_items, "recent_items"), ["user_id", "snap_day"],
-                   "left")
+    out = out.join(_latest_items(positives, snaps, settings.recent_items, "recent_items", clock.lookback_days),
+                   ["user_id", "snap_day"], "left")
     bought = positives.where(F.col("event_type") == "purchase")
-    out = out.join(_latest_items(bought, snaps, settings.bought_items, "bought_items"), ["user_id", "snap_day"],
-                   "left")
+    out = out.join(_latest_items(bought, snaps, settings.bought_items, "bought_items", clock.lookback_days),
+                   ["user_id", "snap_day"], "left")
     return out.drop("snap_day")
 
 
-def _latest_items(events, snaps, n: int, name: str):
+def _latest_items(events, snaps, n: int, name: str, lookback_days: int = LOOKBACK_DAYS):
     """Per (user, snapshot): the `n` most recent distinct items in `events` before the
     snapshot (within the look-back), newest first."""
     from pyspark.sql import Window
@@ -119,7 +122,7 @@ def _latest_items(events, snaps, n: int, name: str):
 
     recent = events.select("user_id", "item_id", "event_time", "day").join(
         F.broadcast(snaps), (F.col("day") < F.col("snap_day"))
-        & (F.col("day") >= F.date_sub(F.col("snap_day"), LOOKBACK_DAYS)))
+        & (F.col("day") >= F.date_sub(F.col("snap_day"), max(lookback_days, LOOKBACK_DAYS))))
     recent = recent.groupBy("user_id", "snap_day", "item_id").agg(F.max("event_time").alias("t"))
     w = Window.partitionBy("user_id", "snap_day").orderBy(F.desc("t"), F.asc("item_id"))
     return (recent.withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= n)

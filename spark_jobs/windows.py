@@ -1,7 +1,8 @@
 """Shared building blocks: daily aggregates fanned out to snapshot windows, smoothed rates.
 
 Everything is computed from per-(key, day) daily aggregates joined to the snapshot days
-whose 30-day look-back contains them, so one pass serves every snapshot and every window.
+whose look-back contains them (the clock's, at least 30 days), so one pass serves every
+snapshot and every window.
 """
 
 from __future__ import annotations
@@ -57,13 +58,15 @@ def daily_counts(events, keys: list[str]):
     return events.groupBy(*keys, "day").agg(*aggs)
 
 
-def fan_out(daily, snapshots):
-    """Attach each daily row to every snapshot whose look-back window contains it."""
+def fan_out(daily, snapshots, lookback_days: int = LOOKBACK_DAYS):
+    """Attach each daily row to every snapshot whose look-back window contains it (the clock's
+    look-back: at least the 30-day window; rows older than 30 days count in no window but
+    keep their key in the snapshot, with recency and preferences)."""
     from pyspark.sql import functions as F
 
     joined = daily.join(F.broadcast(snapshots),
                         (daily.day < snapshots.snap_day)
-                        & (daily.day >= F.date_sub(snapshots.snap_day, LOOKBACK_DAYS)))
+                        & (daily.day >= F.date_sub(snapshots.snap_day, max(lookback_days, LOOKBACK_DAYS))))
     return joined.withColumn("age_days", F.datediff("snap_day", "day"))  # 1 = the day before
 
 
@@ -77,7 +80,7 @@ def windowed_sums(fanned, keys: list[str]):
         for col in COUNTS:
             aggs.append(F.sum(F.when(inside, F.col(col)).otherwise(0)).cast("long").alias(f"{col}_{w}d"))
     aggs += [
-        F.sum("spend").alias("spend_30d"),
+        F.sum(F.when(F.col("age_days") <= LOOKBACK_DAYS, F.col("spend")).otherwise(0.0)).alias("spend_30d"),
         F.max("last_event").alias("last_event"),
         F.max("last_positive").alias("last_positive"),
         F.max("last_purchase").alias("last_purchase"),

@@ -98,3 +98,28 @@ def test_quotas_depend_on_the_segment(catalogue):
     assert [c.item_id for c in casual] == ["i0", "i1", "i2"] and all(c.routes == ["hot"] for c in casual)
     with pytest.raises(ValueError):
         merger.recall(UserState("u"), 0)
+
+
+def test_weighted_blend_sums_route_scores_and_sorts(catalogue):
+    from retrieval.routes import Recalled, RecallRoute
+
+    class Fixed(RecallRoute):
+        def __init__(self, name, rows, scores):
+            self.name, self.rows, self.scores = name, np.array(rows), np.array(scores, np.float32)
+
+        def recall(self, user, k):
+            return Recalled(self.rows[:k], self.scores[:k], self.name)
+
+    cat = catalogue
+    a = Fixed("a", [0, 1, 2], [3.0, 2.0, 1.0])  # normalised 1, 0.5, 0
+    b = Fixed("b", [2, 1, 3], [10.0, 5.0, 0.0])  # normalised 1, 0.5, 0
+    m = Merger(cat, [a, b], {"normal": {"a": 0.5, "b": 0.5}})
+    plain = m.recall(UserState("u"), 4)
+    assert {c.row: c.score for c in plain} == {0: 1.0, 1: 0.5, 2: 1.0, 3: 0.0}  # best route score
+    blended = m.recall(UserState("u"), 4, weights={"a": 1.0, "b": 2.0})
+    scores = {c.row: c.score for c in blended}
+    assert scores == pytest.approx({0: 1.0, 1: 0.5 + 2 * 0.5, 2: 0.0 + 2 * 1.0, 3: 0.0})
+    assert [c.row for c in blended] == [2, 1, 0, 3]
+    assert sorted(blended[1].routes) == ["a", "b"]  # row 1: found by both
+    # a route missing from the weights adds nothing
+    assert {c.row: c.score for c in m.recall(UserState("u"), 4, weights={"a": 1.0})}[2] == 0.0

@@ -82,3 +82,44 @@ def test_latest_rows_as_of(tmp_path):
     got = latest_rows(tmp_path / "t.parquet", "item_id", datetime(2024, 5, 2, tzinfo=UTC))
     assert dict(zip(got["item_id"], got["heat"], strict=True)) == {"a": 1.0, "b": 3.0}
     assert len(latest_rows(tmp_path / "t.parquet", "item_id")) == 2
+
+
+def test_popularity_window_counts_only_the_last_days():
+    t = pd.to_datetime(["2024-05-01", "2024-05-01", "2024-05-09", "2024-05-10"], utc=True)
+    inter = pd.DataFrame({"user": ["u1", "u2", "u3", "u4"], "item": [0, 0, 1, 1], "t": t})
+    assert Popularity(inter, 2).scores.tolist() == [2, 2]
+    assert Popularity(inter, 2, window_days=3).scores.tolist() == [0, 2]
+
+
+def test_ease_closed_form_by_hand():
+    from evaluation.baselines import EASE
+
+    # u1: {0, 1}, u2: {0, 1}, u3: {1, 2}; item 3 never seen
+    inter = pd.DataFrame({"user": ["u1", "u1", "u2", "u2", "u3", "u3"], "item": [0, 1, 0, 1, 1, 2]})
+    model = EASE(inter, 4, l2=1.0)
+    x = np.array([[1, 1, 0], [1, 1, 0], [0, 1, 1]], float)
+    p = np.linalg.inv(x.T @ x + np.eye(3))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0)
+    np.testing.assert_allclose(model.b, b, rtol=1e-5)
+    blocked = np.array([True, False, False, False])
+    # a user who touched item 0: item 1 is its strongest neighbour; item 3 (no data) never comes back
+    assert model.recommend([0], blocked, 3).tolist()[0] == 1
+    assert 3 not in model.recommend([0], blocked, 3).tolist()
+    assert model.recommend([], blocked, 3).tolist() == []
+
+
+def test_als_ranks_the_co_consumed_item_first():
+    from evaluation.baselines import ALS
+
+    # two blocks of users: {0, 1, 2} and {3, 4, 5}
+    users = [f"a{i}" for i in range(20)] + [f"b{i}" for i in range(20)]
+    rows = [(u, i) for u in users[:20] for i in (0, 1, 2)] + [(u, i) for u in users[20:] for i in (3, 4, 5)]
+    inter = pd.DataFrame(rows, columns=["user", "item"])
+    model = ALS(inter, 6, factors=4, reg=0.1, alpha=10.0, iterations=8)
+    blocked = np.zeros(6, bool)
+    blocked[[0, 1]] = True
+    assert model.recommend([0, 1], blocked, 1).tolist() == [2]
+    blocked[:] = False
+    blocked[[3, 4]] = True
+    assert model.recommend([3, 4], blocked, 1).tolist() == [5]

@@ -32,3 +32,16 @@ def test_coverage_and_evaluate():
     assert out["ndcg@2"] == pytest.approx((1 / math.log2(3)) / 2)
     with pytest.raises(ValueError, match="no user"):
         evaluate(recs, {"u1": set()}, 2, 10)
+
+
+def test_average_precision_at_k():
+    from evaluation.metrics import average_precision_at_k
+
+    # hits at ranks 1 and 3 of 4, two relevant: (1/1 + 2/3) / 2
+    assert average_precision_at_k(["b", "x", "d", "y"], {"b", "d"}, 4) == pytest.approx((1 + 2 / 3) / 2)
+    # three relevant, k = 2, one hit at rank 2: (1/2) / min(2, 3)
+    assert average_precision_at_k(["x", "b"], {"b", "d", "e"}, 2) == pytest.approx(0.25)
+    assert average_precision_at_k(["b", "d"], {"b", "d"}, 2) == pytest.approx(1.0)
+    assert average_precision_at_k(["x"], set(), 2) == 0.0
+    out = evaluate({"u1": ["b", "x", "d"]}, {"u1": {"b", "d"}}, 3, 10)
+    assert out["map@3"] == pytest.approx((1 + 2 / 3) / 2)
