@@ -163,9 +163,10 @@ class ALS:
 # the settings each baseline is tuned over on the validation cut (the same trial budget as
 # our own search gets: see evaluation.pipeline)
 GRIDS: dict[str, tuple[type, list[dict]]] = {
-    "popularity": (Popularity, [{"window_days": d} for d in (None, 60, 30, 14, 7, 3, 1)]),
-    "item_knn": (ItemKNN, [{"neighbours": n} for n in (10, 20, 50, 100, 200, 500)]),
-    "ease": (EASE, [{"l2": v} for v in (10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0)]),
-    "als": (ALS, [{"factors": f, "reg": r, "alpha": a} for f in (32, 64) for r, a in ((0.1, 10.0), (1.0, 20.0),
-                                                                                      (1.0, 5.0))]),
+    "popularity": (Popularity, [{"window_days": d} for d in (None, 90, 60, 45, 30, 21, 14, 10, 7, 5, 3, 2, 1)]),
+    "item_knn": (ItemKNN, [{"neighbours": n} for n in (5, 10, 20, 30, 50, 100, 200, 300, 500, 1000)]),
+    "ease": (EASE, [{"l2": v} for v in (5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 350.0, 500.0, 750.0, 1000.0, 2500.0,
+                                        5000.0)]),
+    "als": (ALS, [{"factors": f, "reg": r, "alpha": a} for f in (32, 64) for r in (0.1, 1.0, 10.0)
+                  for a in (5.0, 20.0)]),
 }

@@ -1,8 +1,9 @@
 """Time splits for the pipeline evaluation: a validation cut to tune on and a test cut to
 report on, never the other way round.
 
-`global` (the default): one time for everyone. The test cut is at `1 - fraction` of the log's
-span; the validation cut is at `1 - fraction` of the span before it. Everything a cut trains
+`global` (the default): one time for everyone. The test cut is the time before which `1 -
+fraction` of the log's positive events happened (the last `fraction` of engagement is held
+out); the validation cut splits the part before it the same way. Everything a cut trains
 on happened strictly before it, so features, relation tables and models built on its
 training log cannot see the future — of this user or of anyone else.
 
@@ -58,11 +59,11 @@ def _held_out(train_pos: pd.DataFrame, after_pos: pd.DataFrame) -> dict[str, set
 
 
 def global_cut(events: pd.DataFrame, fraction: float, name: str, upto: datetime | None = None) -> Cut:
-    """Train on events before `start + (1 - fraction) · span`, hold out the positives from
-    there up to `upto` (exclusive; the log's end when None)."""
+    """Train on events before the (1 - fraction) quantile of positive-event times, hold out the
+    positives from there up to `upto` (exclusive; the log's end when None)."""
     window = events if upto is None else events[events["event_time"] < pd.Timestamp(upto)]
-    first, last = window["event_time"].min(), window["event_time"].max()
-    cut = first + (last - first) * (1 - fraction)
+    pos_times = window.loc[window["event_type"].isin(POSITIVE_TYPES), "event_time"]
+    cut = pos_times.quantile(1 - fraction)  # by events, not by span: one stray early event moves nothing
     train = window[window["event_time"] < cut]
     if train.empty:
         raise VitrineError(f"nothing before the {name} cut {cut}: the log is too short to split")

@@ -26,10 +26,13 @@ class Catalogue:
     online: np.ndarray  # bool
     heat: np.ndarray  # float, decayed popularity
     age_days: np.ndarray  # float, days since listed
+    # popularity signals the hot route may rank by (name → float per row); "heat" always
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
     row_of: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.row_of = {item: i for i, item in enumerate(self.ids.tolist())}
+        self.signals = {"heat": self.heat, **self.signals}
 
     @property
     def size(self) -> int:
@@ -150,13 +153,28 @@ class CategoryRoute(RecallRoute):
 
 
 class HotRoute(RecallRoute):
-    """Globally hottest items (heat = decayed weighted events)."""
+    """Globally hottest items: by heat (decayed weighted events) by default, or by another of
+    the catalogue's popularity signals (`signal`, e.g. engagement in the last 7 days — what a
+    policy tuned on validation picks)."""
 
     name = "hot"
 
-    def __init__(self, catalogue: Catalogue) -> None:
-        self.order = np.argsort(-catalogue.heat, kind="stable")
-        self.heat = catalogue.heat[self.order]
+    def __init__(self, catalogue: Catalogue, signal: str = "heat") -> None:
+        self.catalogue = catalogue
+        self.signal = signal
+
+    @property
+    def signal(self) -> str:
+        return self._signal
+
+    @signal.setter
+    def signal(self, name: str) -> None:
+        if name not in self.catalogue.signals:
+            raise ValueError(f"unknown popularity signal {name!r}; known: {sorted(self.catalogue.signals)}")
+        values = self.catalogue.signals[name]
+        self._signal = name
+        self.order = np.argsort(-values, kind="stable")
+        self.heat = values[self.order]
 
     def recall(self, user: UserState, k: int) -> Recalled:
         return Recalled(self.order[:k], self.heat[:k].astype(np.float32), self.name)

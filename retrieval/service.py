@@ -9,6 +9,8 @@ it whole on reload; the evaluation builds one as of its hold-out split.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +37,8 @@ from retrieval.tower_inputs import USER_COLUMNS
 from vitrine.config import Home
 from vitrine.versions import BadModelVersion, latest
 
+# route settings a policy may override, by route class
+TUNABLE = {"NeighbourRoute": ("recent", "decay"), "HotRoute": ("signal",)}
 EXACT_UP_TO = 20_000  # items; above this the two-tower route searches a faiss IVF index
 
 
@@ -59,9 +63,31 @@ class Retriever:
     two_tower: Any = None  # retrieval.two_tower.TwoTowerArtifact, when a version is published
     quotas: dict[str, dict[str, float]] = field(default_factory=lambda: DEFAULT_QUOTAS)
     merger: Merger = field(init=False)
+    _tuned: dict[str, Merger] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.merger = Merger(self.catalogue, list(self.routes.values()), self.quotas)
+
+    def merger_for(self, params: Mapping[str, Mapping[str, float]] | None) -> Merger:
+        """The merger with routes' settings overridden (the policy's `route_params`, e.g.
+        `{"item_cf": {"recent": 20, "decay": 1.0}}`); built once per distinct setting."""
+        if not params:
+            return self.merger
+        key = json.dumps(params, sort_keys=True)
+        merger = self._tuned.get(key)
+        if merger is None:
+            routes = []
+            for route in self.routes.values():
+                route = copy.copy(route)  # shallow: tables and indices are shared
+                for attr, value in (params.get(route.name) or {}).items():
+                    if attr not in TUNABLE.get(type(route).__name__, ()):
+                        raise ValueError(f"route {route.name!r} has no tunable setting {attr!r}")
+                    setattr(route, attr, type(getattr(route, attr))(value))
+                routes.append(route)
+            if len(self._tuned) >= 64:  # a search tries many; serving uses one
+                self._tuned.clear()
+            merger = self._tuned[key] = Merger(self.catalogue, routes, self.quotas)
+        return merger
 
     @property
     def version(self) -> str:
@@ -147,9 +173,11 @@ class Retriever:
     # --- recall --------------------------------------------------------------------------
 
     def recall(self, state: UserState, k: int, exclude: Sequence[str] = (),
-               weights: Mapping[str, float] | None = None) -> list[Candidate]:
-        """Merged candidates; `weights` = the published policy's blend (None: best route score)."""
-        return self.merger.recall(state, k, exclude, weights)
+               weights: Mapping[str, float] | None = None,
+               params: Mapping[str, Mapping[str, float]] | None = None) -> list[Candidate]:
+        """Merged candidates; `weights` = the published policy's blend (None: best route score),
+        `params` = its route settings (None: the routes' defaults)."""
+        return self.merger_for(params).recall(state, k, exclude, weights)
 
     def fallback(self, k: int, exclude: Sequence[str] = ()) -> list[Candidate]:
         """Hot and new items only (degraded answers): no user features needed."""

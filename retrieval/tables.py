@@ -57,6 +57,14 @@ def catalogue_from(items: pd.DataFrame, as_of: datetime | None = None) -> Catalo
         created = pd.to_datetime(items["item_attributes__created_at"], utc=True)
         age = age.fillna((pd.Timestamp(as_of) - created).dt.total_seconds() / 86400)
     online = col("item_attributes__is_online", True).astype("boolean").fillna(True)
+
+    def count(*names: str) -> np.ndarray:
+        return sum(pd.to_numeric(col(n, 0), errors="coerce").fillna(0).to_numpy(np.float64) for n in names)
+
+    # engagement (clicks + carts + purchases) and clicks over the stats' windows
+    signals = {f"{kind}_{w}d": count(*[f"item_stats__{c}_{w}d" for c in cols])
+               for w in (1, 7, 30) for kind, cols in (("clicks", ("clicks",)),
+                                                       ("engaged", ("clicks", "carts", "purchases")))}
     return Catalogue(
         ids=items["item_id"].astype(str).to_numpy(dtype=object),
         category=col("item_attributes__category", "").fillna("").astype(str).to_numpy(dtype=object),
@@ -64,6 +72,7 @@ def catalogue_from(items: pd.DataFrame, as_of: datetime | None = None) -> Catalo
         online=online.to_numpy(dtype=bool),
         heat=pd.to_numeric(col("item_stats__heat", 0.0), errors="coerce").fillna(0.0).to_numpy(np.float64),
         age_days=age.fillna(np.inf).to_numpy(np.float64),
+        signals=signals,
     )
 
 

@@ -202,7 +202,7 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
         state = models.retriever.user_state(req.user_id, values, extra_recent=values.get(RT_RECENT) or (),
                                             bought=values.get(RT_BOUGHT) or ())
         return models.retriever.recall(state, config.recall_k, exclude=sorted(req.exclude),
-                                       weights=policy.route_weights or None)
+                                       weights=policy.route_weights or None, params=policy.route_params or None)
 
     candidates = clock.run("recall", recall)
     if not candidates:

@@ -70,6 +70,24 @@ def _ingest(args: argparse.Namespace, home: Home) -> int:
 
 # --- redis ------------------------------------------------------------------------------
 
+def _convert_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=["movielens", "taobao"], help="which public log format")
+    p.add_argument("src", type=Path, nargs="?", default=None,
+                   help="the log's files (default: the extract shipped in data/real/)")
+    p.add_argument("--out", type=Path, required=True, help="directory for events.csv, items.csv, users.csv")
+
+
+@command("convert", "convert a public interaction log to the ingest contracts (CSV)", _convert_args)
+def _convert(args: argparse.Namespace, home: Home) -> int:
+    from vitrine.data.convert import convert, shipped
+
+    converted, paths = convert(args.kind, args.src or shipped(args.kind), args.out)
+    print(converted.render())
+    flags = " ".join(f"--{name} {path}" for name, path in paths.items())
+    print(f"next: vitrine --home DIR ingest {flags}")
+    return 0
+
+
 def _redis_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["start", "stop", "status", "url"])
 
@@ -201,7 +219,16 @@ def _train(args: argparse.Namespace, home: Home) -> int:
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", choices=["retrieval", "ranking"], help="what to evaluate")
+    p.add_argument("model", choices=["pipeline", "retrieval", "ranking"],
+                   help="pipeline: the served answer stage by stage vs tuned baselines on a time split")
+    p.add_argument("--split", choices=["global", "user"], default="global",
+                   help="pipeline: one global time cut (default) or each user's last fraction")
+    p.add_argument("--holdout", type=float, default=0.2, help="pipeline: held-out fraction (default 0.2)")
+    p.add_argument("--users", type=int, default=1000, help="pipeline: at most this many users per cut")
+    p.add_argument("--trials", type=int, default=40, help="pipeline: trials for the recall blend "
+                   "(each baseline gets at most as many settings)")
+    p.add_argument("--no-rankers", action="store_true", help="pipeline: skip training the rankers per cut")
+    p.add_argument("--no-publish", action="store_true", help="pipeline: do not publish the chosen policy")
     p.add_argument("--out", type=Path, default=None, help="directory for the table and plots "
                    "(default <home>/reports/<model>)")
     p.add_argument("--k", type=int, nargs="+", default=None, help="retrieval: cut-offs (default 20 50 100)")
@@ -211,7 +238,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "evaluate trained models side by side with baselines: table + plot", _evaluate_args)
 def _evaluate(args: argparse.Namespace, home: Home) -> int:
-    if args.model == "retrieval":
+    if args.model == "pipeline":
+        from evaluation.pipeline import cli_evaluate
+    elif args.model == "retrieval":
         from evaluation.retrieval import cli_evaluate
     else:
         from evaluation.ranking import cli_evaluate
@@ -324,6 +353,10 @@ def _demo(args: argparse.Namespace, home: Home) -> int:
 
 # --- entry point ------------------------------------------------------------------------
 
+# commands whose libraries (Spark, TensorFlow, Feast) write warnings to stderr: those go to a log file
+NOISY = ("features", "training-set", "train", "evaluate", "demo")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vitrine", description="Vitrine: a feature-store-centric recommender system.")
@@ -341,6 +374,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     home = Home.resolve(args.home)
     try:
+        if args.command in NOISY:
+            from vitrine.console import library_output_to
+
+            with library_output_to(home.root / "logs" / f"{args.command}.log") as path:
+                if path is not None:
+                    print(f"(library output: {path})", flush=True)
+                return args.handler(args, home)
         return args.handler(args, home)
     except (VitrineError, ValueError, OSError) as e:
         print(f"vitrine {args.command}: error: {e}", file=sys.stderr)

@@ -5,6 +5,8 @@ with `policy.json` and a manifest; `latest` switched once it verifies).
 - `route_weights`: the final blend of recall — a candidate's score is the weighted sum of
   its normalised scores in every route that found it (`retrieval.merger.Merger`); a route
   missing from the map weighs 0. Empty map: the merger's original rule (best route score).
+- `route_params`: route settings chosen with the blend (how many of the user's recent items
+  the neighbour routes expand, and how fast their weight decays).
 - `coarse`, `fine`, `diversity`: stage switches. A stage that did not beat the stage before
   it on validation is off, with the reason in `reasons`; every A/B arm runs only the stages
   the policy leaves on.
@@ -26,6 +28,7 @@ POLICY_FILE = "policy.json"
 @dataclass(frozen=True)
 class Policy:
     route_weights: dict[str, float] = field(default_factory=dict)
+    route_params: dict[str, dict[str, float | str]] = field(default_factory=dict)  # e.g. item_cf recent, hot signal
     coarse: bool = True
     fine: bool = True
     diversity: bool = True
@@ -52,6 +55,8 @@ class Policy:
         raw = dict(raw)
         raw["route_weights"] = {str(k): float(v) for k, v in (raw.get("route_weights") or {}).items()}
         raw["warnings"] = tuple(raw.get("warnings") or ())
+        raw["route_params"] = {str(r): {str(k): v if isinstance(v, str) else float(v) for k, v in p.items()}
+                               for r, p in (raw.get("route_params") or {}).items()}
         return cls(**raw)
 
     def save(self, directory: Path) -> Path:

@@ -123,3 +123,26 @@ def test_weighted_blend_sums_route_scores_and_sorts(catalogue):
     assert sorted(blended[1].routes) == ["a", "b"]  # row 1: found by both
     # a route missing from the weights adds nothing
     assert {c.row: c.score for c in m.recall(UserState("u"), 4, weights={"a": 1.0})}[2] == 0.0
+
+
+def test_policy_route_settings_apply_to_copies_only(catalogue):
+    import pandas as pd
+
+    from retrieval.service import Retriever
+
+    catalogue.signals["clicks_7d"] = np.arange(catalogue.size, dtype=float)  # i11 "hottest" by clicks
+    neighbours = {0: (np.array([1, 2]), np.array([0.5, 0.4])), 3: (np.array([2]), np.array([1.0]))}
+    routes = {"item_cf": NeighbourRoute("item_cf", catalogue, neighbours), "hot": HotRoute(catalogue)}
+    r = Retriever(catalogue, routes, pd.DataFrame())
+    tuned = r.merger_for({"item_cf": {"recent": 1.0, "decay": 1.0}, "hot": {"signal": "clicks_7d"}})
+    by_name = {route.name: route for route in tuned.routes}
+    assert by_name["item_cf"].recent == 1 and isinstance(by_name["item_cf"].recent, int)
+    assert by_name["hot"].recall(UserState("u"), 1).rows.tolist() == [11]
+    assert routes["hot"].recall(UserState("u"), 1).rows.tolist() == [0]  # the served route is untouched
+    assert routes["item_cf"].recent == 10
+    assert r.merger_for({"item_cf": {"recent": 1.0, "decay": 1.0}, "hot": {"signal": "clicks_7d"}}) is tuned
+    assert r.merger_for(None) is r.merger
+    with pytest.raises(ValueError, match="no tunable setting"):
+        r.merger_for({"hot": {"decay": 1.0}})
+    with pytest.raises(ValueError, match="unknown popularity signal"):
+        r.merger_for({"hot": {"signal": "nope"}})

@@ -1,0 +1,407 @@
+"""`vitrine evaluate pipeline`: the served pipeline, stage by stage, against tuned baselines,
+on a time split of the home's own log — tuned on a validation cut, reported on a test cut.
+
+1. `evaluation.split`: a validation cut and a test cut (one global time by default, or each
+   user's last fraction with `--split user`).
+2. Validation cut (`evaluation.replay`): features, relation tables and models built from the
+   events before it only, through Spark, Feast and the trainers; answers through `Core`.
+   - the recall blend (a weight per route) is searched with PSO on Recall@20;
+   - each stage is then added in serving order — coarse (FM student), fine (MMoE teacher),
+     adjust (diversity) — and kept on only if Recall@20 does not fall below the stage before
+     it; the reason for each switch is recorded;
+   - popularity, item-KNN, EASE and ALS are tuned over their grids (`evaluation.baselines`,
+     no more trials each than the blend search gets).
+3. Test cut: rebuilt from everything before it; every stage, the published combination
+   ("served") and the tuned baselines answer the same users. Nothing is tuned here.
+4. The policy (blend + switches + reasons + warnings) is published as
+   `<home>/models/pipeline/<version>/` for serving; a served answer that loses to popularity
+   on validation is a warning in the policy (logged at load) and in the report.
+
+Every method answers the same users (those with history before the cut and new items after
+it) with the same exclusions: the user's items before the cut are passed as the request's
+`exclude`, as a caller that knows them would, and blocked for the baselines.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evaluation.baselines import GRIDS
+from evaluation.metrics import evaluate
+from evaluation.replay import BuildSettings, Replay, build
+from evaluation.split import POSITIVE_TYPES, Cut, cuts
+from vitrine.config import Home
+from vitrine.policy import Policy
+
+DEFAULT_KS = (10, 20, 50)
+PRIMARY = "recall@20"
+STAGES = (("recall", "recall (tuned blend)"), ("coarse", "+ coarse (FM student)"),
+          ("fine", "+ fine (MMoE teacher)"), ("diversity", "+ adjust (diversity)"))
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    split: str = "global"
+    fraction: float = 0.2
+    ks: tuple[int, ...] = DEFAULT_KS
+    max_users: int = 1000
+    trials: int = 40  # evaluations of the recall blend (starts + PSO); each baseline gets at most this many
+    seed: int = 0
+    build: BuildSettings = field(default_factory=BuildSettings)
+
+
+@dataclass
+class CutResult:
+    cut: str
+    users: int
+    cold_users: int  # held-out users with no history before the cut (not evaluated: no method knows them)
+    metrics: dict[str, dict[str, float]]  # method → metric → value
+    routes: dict[str, dict] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineReport:
+    home: str
+    split: str
+    fraction: float
+    ks: tuple[int, ...]
+    policy: dict
+    baselines: dict[str, dict]  # name → tuned params
+    validation: CutResult | None = None
+    test: CutResult | None = None
+    blend_trials: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def verdicts(self) -> list[str]:
+        """Served vs the best tuned baseline on the test cut, per headline metric."""
+        out = []
+        m = self.test.metrics
+        for metric in (PRIMARY, "ndcg@20"):
+            best = max(GRIDS, key=lambda b: m[b][metric])
+            ratio = m["served"][metric] / m[best][metric] if m[best][metric] else float("inf")
+            word = "beats" if ratio >= 1.0 else "LOSES to"
+            out.append(f"served {metric} {m['served'][metric]:.4f} {word} the best baseline ({best}, "
+                       f"{m[best][metric]:.4f}): {ratio:.2f}x")
+        return out
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def load_log(home: Home) -> tuple[object, pd.DataFrame]:
+    """(the whole event log as Arrow, its split columns as pandas with `_row`)."""
+    from vitrine.data.eventlog import EventLog
+    from vitrine.errors import VitrineError
+
+    table = EventLog(home.events).read()
+    if table.num_rows == 0:
+        raise VitrineError(f"no event log in {home.events}: ingest events first")
+    frame = table.select(["user_id", "item_id", "event_type", "event_time"]).to_pandas()
+    frame["event_time"] = pd.to_datetime(frame["event_time"], utc=True)
+    frame["_row"] = np.arange(len(frame))
+    return table, frame
+
+
+def history(cut: Cut) -> dict[str, list[str]]:
+    pos = cut.events[cut.events["event_type"].isin(POSITIVE_TYPES)]
+    return pos.groupby("user_id")["item_id"].agg(lambda s: list(dict.fromkeys(s))).to_dict()
+
+
+def pick_users(cut: Cut, known: dict[str, list[str]], max_users: int, seed: int) -> tuple[list[str], int]:
+    warm = sorted(u for u in cut.held_out if u in known)
+    cold = len(cut.held_out) - len(warm)
+    if len(warm) > max_users:
+        warm = sorted(np.random.default_rng(seed).choice(warm, max_users, replace=False).tolist())
+    return warm, cold
+
+
+def score(lists: dict[str, list[str]], held: dict[str, set[str]], ks, n_items: int, ms=None,
+          degraded: int = 0) -> dict[str, float]:
+    out: dict[str, float] = {"degraded": degraded}
+    for k in ks:
+        out.update(evaluate(lists, held, k, n_items))
+    if ms is not None and len(ms):
+        out["ms_p50"], out["ms_p95"] = float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+    return out
+
+
+# --- our side --------------------------------------------------------------------------------
+
+# neighbour-route settings searched with the blend: how many recent items a route expands
+# (the user features keep 20) and how fast their weight decays with recency
+NEIGHBOUR_DIMS = (("recent", 1, 20, True), ("decay", 0.5, 1.0, False))
+# the hot route's popularity signal, searched as an index into this list
+HOT_SIGNALS = ("heat", "engaged_1d", "engaged_7d", "engaged_30d", "clicks_7d", "clicks_30d")
+
+
+def blend_policy(params: dict, **stages: bool) -> Policy:
+    """A policy from a flat search point: `route` → weight, `route.setting` → route setting."""
+    weights = {k: v for k, v in params.items() if "." not in k}
+    settings: dict[str, dict[str, float]] = {}
+    for key, value in params.items():
+        if "." in key:
+            route, attr = key.split(".", 1)
+            if attr == "signal" and not isinstance(value, str):
+                value = HOT_SIGNALS[int(value)]
+            settings.setdefault(route, {})[attr] = value
+    return Policy(route_weights=weights, route_params=settings, **stages)
+
+
+def tune_blend(replay: Replay, users, held, exclude, trials: int, seed: int, log) -> tuple[dict, list[dict]]:
+    """One weight in [0, 1] per route (plus the neighbour routes' settings), maximising
+    Recall@20 of the recall stage: equal weights and each route on its own first (so the blend
+    is never below the best single route on validation), then PSO from the best of those with
+    the rest of the budget."""
+    from training.pso import Dimension, SearchSpace, pso_search
+
+    routes = replay.routes
+    neighbour = [r for r in routes if type(replay.base.retriever.routes[r]).__name__ == "NeighbourRoute"]
+    dims = [Dimension(r, 0.0, 1.0) for r in routes]
+    dims += [Dimension(f"{r}.{a}", lo, hi, integer=i) for r in neighbour for a, lo, hi, i in NEIGHBOUR_DIMS]
+    defaults = {f"{r}.{a}": getattr(replay.base.retriever.routes[r], a) for r in neighbour
+                for a, *_ in NEIGHBOUR_DIMS}
+    if "hot" in routes:
+        dims.append(Dimension("hot.signal", 0, len(HOT_SIGNALS) - 1, integer=True))
+        defaults["hot.signal"] = 0
+    space = SearchSpace(tuple(dims))
+    n_items = replay.catalogue.size
+
+    def objective(params: dict, _stopper=None) -> float:
+        lists, _, _ = replay.answer(users, blend_policy(params, coarse=False, fine=False, diversity=False), 20,
+                                    exclude)
+        return evaluate(lists, held, 20, n_items)[PRIMARY]
+
+    starts = [{**dict.fromkeys(routes, 1.0), **defaults},
+              *({**{r: float(r == one) for r in routes}, **defaults} for one in routes)]
+    tried = [{"params": p, "score": objective(p), "method": "start"} for p in starts[:max(trials, 1)]]
+    best = max(tried, key=lambda t: t["score"])
+    left = trials - len(tried)
+    if left > 1:  # PSO re-scores its start as its first trial
+        result = pso_search(objective, space, left, seed=seed, start=best["params"])
+        tried += [{"params": t.params, "score": t.score, "method": "pso"} for t in result.trials[1:]]
+        best = max(tried, key=lambda t: t["score"])
+    single = max(tried[1:len(starts)], key=lambda t: t["score"], default=tried[0])
+    log(f"   recall blend: {len(tried)} trials, best validation {PRIMARY} {best['score']:.4f} "
+        f"(equal weights {tried[0]['score']:.4f}; best single route {single['score']:.4f})")
+    return best["params"], tried
+
+
+def stage_policies(params: dict, on: dict[str, bool]) -> dict[str, Policy]:
+    """Each stage added to the ones already switched on (`on`), in serving order."""
+    return {"recall": blend_policy(params, coarse=False, fine=False, diversity=False),
+            "coarse": blend_policy(params, coarse=True, fine=False, diversity=False),
+            "fine": blend_policy(params, coarse=on["coarse"], fine=True, diversity=False),
+            "diversity": blend_policy(params, coarse=on["coarse"], fine=on["fine"], diversity=True)}
+
+
+def decide_stages(replay: Replay, users, held, exclude, ks, weights: dict, rankers: bool, log
+                  ) -> tuple[dict[str, bool], dict[str, str], dict[str, dict]]:
+    """Add coarse, fine and adjust one at a time; keep a stage only if it does not lower
+    validation Recall@20 below the stage before it."""
+    n_items = replay.catalogue.size
+    on = {"coarse": False, "fine": False, "diversity": False}
+    reasons: dict[str, str] = {}
+    metrics: dict[str, dict] = {}
+    for stage, label in STAGES:
+        if stage in ("coarse", "fine") and not rankers:
+            reasons[stage] = "off: no ranker trained for this evaluation (--no-rankers)"
+            continue
+        policy = stage_policies(weights, on)[stage]
+        lists, ms, degraded = replay.answer(users, policy, max(ks), exclude)
+        metrics[label] = score(lists, held, ks, n_items, ms, degraded)
+        if degraded:
+            log(f"   WARNING: {degraded} degraded answers for {label}")
+        if stage == "recall":
+            before, before_label = metrics[label][PRIMARY], label
+            continue
+        now = metrics[label][PRIMARY]
+        keep = now >= before
+        on[stage] = keep
+        reasons[stage] = (f"{'on' if keep else 'off'}: validation {PRIMARY} {now:.4f} with it vs {before:.4f} "
+                          f"for '{before_label}'")
+        log(f"   {label}: {reasons[stage]}")
+        if keep:
+            before, before_label = now, label
+    return on, reasons, metrics
+
+
+# --- baselines -------------------------------------------------------------------------------
+
+def _interactions(cut: Cut, row_of: dict[str, int]) -> pd.DataFrame:
+    pos = cut.events[cut.events["event_type"].isin(POSITIVE_TYPES) & cut.events["item_id"].isin(row_of)]
+    return pd.DataFrame({"user": pos["user_id"].to_numpy(), "item": pos["item_id"].map(row_of).to_numpy(np.int64),
+                         "t": pos["event_time"].to_numpy()})
+
+
+def baseline_lists(model, catalogue, users, known: dict[str, list[str]], k: int):
+    lists, ms = {}, []
+    for user in users:
+        rows = catalogue.rows(known.get(user, []))
+        blocked = ~catalogue.online.copy()
+        blocked[rows] = True
+        t = time.perf_counter()
+        picked = model.recommend(rows, blocked, k)
+        ms.append((time.perf_counter() - t) * 1000)
+        lists[user] = [str(catalogue.ids[r]) for r in picked]
+    return lists, ms
+
+
+def tune_baselines(cut: Cut, catalogue, users, held, known, budget: int, log) -> dict[str, dict]:
+    inter = _interactions(cut, catalogue.row_of)
+    tuned = {}
+    for name, (cls, grid) in GRIDS.items():
+        best, best_score = None, -1.0
+        for params in grid[:budget]:
+            lists, _ = baseline_lists(cls(inter, catalogue.size, **params), catalogue, users, known, 20)
+            s = evaluate(lists, held, 20, catalogue.size)[PRIMARY]
+            if s > best_score:
+                best, best_score = params, s
+        tuned[name] = best
+        log(f"   {name}: {min(len(grid), budget)} settings, best validation {PRIMARY} {best_score:.4f} with {best}")
+    return tuned
+
+
+def run_baselines(cut: Cut, catalogue, users, held, known, tuned: dict[str, dict], ks) -> dict[str, dict]:
+    inter = _interactions(cut, catalogue.row_of)
+    out = {}
+    for name, (cls, _) in GRIDS.items():
+        lists, ms = baseline_lists(cls(inter, catalogue.size, **tuned[name]), catalogue, users, known, max(ks))
+        out[name] = score(lists, held, ks, catalogue.size, ms)
+    return out
+
+
+# --- the whole evaluation --------------------------------------------------------------------
+
+def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = PipelineSettings(), *,
+                      out: Path | None = None, publish_policy: bool = True,
+                      log: Callable[[str], None] = print) -> PipelineReport:
+    from evaluation.pipeline_report import write_report
+
+    started = time.perf_counter()
+    table, frame = load_log(home)
+    val, test = cuts(frame, settings.split, settings.fraction)
+    ks = tuple(sorted(set(settings.ks) | {20}))
+    report = PipelineReport(str(home.root), settings.split, settings.fraction, ks, {}, {})
+
+    log(f"== validation: {val.describe()}")
+    replay = Replay(build(home, val, table, redis_url, settings.build, log=log), val, redis_url)
+    try:
+        known = history(val)
+        users, cold = pick_users(val, known, settings.max_users, settings.seed)
+        held = {u: val.held_out[u] for u in users}
+        exclude = {u: known[u] for u in users}
+        weights, report.blend_trials = tune_blend(replay, users, held, exclude, settings.trials, settings.seed, log)
+        on, reasons, metrics = decide_stages(replay, users, held, exclude, ks, weights, settings.build.rankers, log)
+        report.baselines = tune_baselines(val, replay.catalogue, users, held, known, settings.trials, log)
+        metrics.update(run_baselines(val, replay.catalogue, users, held, known, report.baselines, ks))
+        routes = replay.route_coverage(users, exclude)
+    finally:
+        replay.close()
+    served_label = _served_label(on)
+    metrics["served"] = metrics[served_label]
+    report.validation = CutResult(val.name, len(users), cold, metrics, routes)
+    warnings = _warnings(metrics, routes)
+    chosen = blend_policy(weights)
+    policy = Policy(route_weights=chosen.route_weights, route_params=chosen.route_params, coarse=on["coarse"],
+                    fine=on["fine"], diversity=on["diversity"], reasons=reasons, warnings=tuple(warnings),
+                    validation={"split": settings.split, "cut": str(val.time or "per user"), "users": len(users),
+                                PRIMARY: metrics["served"][PRIMARY], "ndcg@20": metrics["served"]["ndcg@20"],
+                                "baselines": {b: metrics[b][PRIMARY] for b in GRIDS}})
+    report.policy = policy.to_dict()
+    for w in warnings:
+        log(f"   WARNING: {w}")
+
+    log(f"== test: {test.describe()}")
+    replay = Replay(build(home, test, table, redis_url, settings.build, log=log), test, redis_url)
+    try:
+        known = history(test)
+        users, cold = pick_users(test, known, settings.max_users, settings.seed)
+        held = {u: test.held_out[u] for u in users}
+        exclude = {u: known[u] for u in users}
+        metrics = {}
+        for stage, label in STAGES:
+            if stage in ("coarse", "fine") and not settings.build.rankers:
+                continue
+            lists, ms, degraded = replay.answer(users, stage_policies(weights, on)[stage], max(ks), exclude)
+            metrics[label] = score(lists, held, ks, replay.catalogue.size, ms, degraded)
+        lists, ms, degraded = replay.answer(users, policy, max(ks), exclude)
+        metrics["served"] = score(lists, held, ks, replay.catalogue.size, ms, degraded)
+        metrics.update(run_baselines(test, replay.catalogue, users, held, known, report.baselines, ks))
+        routes = replay.route_coverage(users, exclude)
+    finally:
+        replay.close()
+    report.test = CutResult(test.name, len(users), cold, metrics, routes)
+    report.seconds = time.perf_counter() - started
+
+    out = out or home.root / "reports" / "pipeline"
+    write_report(report, out)
+    if publish_policy:
+        report.policy["version"] = publish(home, policy, report)
+    return report
+
+
+def _served_label(on: dict[str, bool]) -> str:
+    last = "recall"
+    for stage, _ in STAGES[1:]:
+        if on.get(stage):
+            last = stage
+    return dict(STAGES)[last]
+
+
+def _warnings(metrics: dict, routes: dict) -> list[str]:
+    out = []
+    pop = metrics["popularity"][PRIMARY]
+    if metrics["served"][PRIMARY] < pop:
+        out.append(f"the served answer loses to popularity on validation ({PRIMARY} "
+                   f"{metrics['served'][PRIMARY]:.4f} vs {pop:.4f})")
+    for name, cover in routes.items():
+        if cover["users"] < 0.5:
+            out.append(f"recall route '{name}' returns nothing for {1 - cover['users']:.0%} of validation users")
+    return out
+
+
+def publish(home: Home, policy: Policy, report: PipelineReport) -> str:
+    from vitrine.versions import new_version_dir, write_manifest
+    from vitrine.versions import publish as publish_version
+
+    directory = new_version_dir(home, "pipeline")
+    policy.save(directory)
+    write_manifest(directory, model="pipeline", split=report.split, fraction=report.fraction,
+                   stages={s: getattr(policy, s) for s in ("coarse", "fine", "diversity")},
+                   reasons=policy.reasons, warnings=list(policy.warnings), validation=policy.validation,
+                   baselines=report.baselines)
+    publish_version(home, "pipeline", directory)
+    return directory.name
+
+
+def report_json(report: PipelineReport) -> str:
+    return json.dumps(asdict(report), indent=2, default=str) + "\n"
+
+
+def cli_evaluate(args, home: Home) -> int:
+    from vitrine.online.redis_local import redis_url
+
+    epochs = args.epochs
+    settings = PipelineSettings(split=args.split, fraction=args.holdout, max_users=args.users, trials=args.trials,
+                                build=BuildSettings(two_tower_epochs=epochs, rankers=not args.no_rankers,
+                                                    ranker_epochs=epochs, student_epochs=epochs))
+    out = args.out or home.root / "reports" / "pipeline"
+    report = evaluate_pipeline(home, redis_url(home), settings, out=out, publish_policy=not args.no_publish,
+                               log=lambda m: print(m, flush=True))
+    from evaluation.pipeline_report import table
+
+    print(f"\ntest cut ({report.test.users:,} users):")
+    print(table(report.test.metrics, report.ks))
+    for verdict in report.verdicts():
+        print(verdict)
+    if "version" in report.policy:
+        print(f"policy {report.policy['version']} published: "
+              f"{Policy.from_dict({k: v for k, v in report.policy.items() if k != 'version'}).describe()}")
+    print(f"report, JSON and plot in {out}")
+    return 0
