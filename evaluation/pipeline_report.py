@@ -38,7 +38,8 @@ def render(report) -> str:
         "## Published policy (chosen on validation)",
         "",
         f"- recall blend: {weights}",
-        *[f"- {route} settings: " + ", ".join(f"{k} {v:g}" for k, v in params.items())
+        *[f"- {route} settings: " + ", ".join(f"{k} {v if isinstance(v, str) else round(v, 3)}"
+                                             for k, v in params.items())
           for route, params in p.get("route_params", {}).items()],
         *[f"- {stage}: {reason}" for stage, reason in p["reasons"].items()],
         *[f"- **warning**: {w}" for w in p["warnings"]],

@@ -104,10 +104,11 @@ def test_replay_answers_as_vitrine_recommend_does(evaluated, tmp_path):
     publish(sub, "pipeline", target)
     users = sorted(test.held_out)[:15]
     (tmp_path / "users.txt").write_text("\n".join(users) + "\n")
-    config = ServingConfig(http_port=None, budgets=Budgets(*[60_000.0] * 6),
+    config = ServingConfig(http_port=None, budgets=Budgets(*[60_000.0] * 6), redis_timeout_s=5.0,
                            strategies=(Strategy("replay", 100, coarse=True, fine=True),))
     with feast_project(f"vitrine_eval_{test.split}_{test.name}"):
-        recommend_batch(sub, config, tmp_path / "users.txt", 20, tmp_path / "recs.csv")
+        summary = recommend_batch(sub, config, tmp_path / "users.txt", 20, tmp_path / "recs.csv")
+    assert " 0 degraded answers" in summary
     served = pd.read_csv(tmp_path / "recs.csv", dtype=str).groupby("user_id")["item_id"].agg(list).to_dict()
     replay = Replay(sub, test, url)
     try:

@@ -1,0 +1,82 @@
+"""Quality on real logs: `vitrine evaluate pipeline` on every shipped real extract
+(data/real: MovieLens 100K, Taobao UserBehavior) and both splits, in homes under
+`var/quality/<log>/`. Prints, per log and split, the test cut's served answer, every stage and
+the tuned baselines, and writes `benchmarks/results/quality-<log>-<split>.json`; the figures
+go to docs/quality.md with this command.
+
+    python benchmarks/bench_quality.py [--logs movielens taobao] [--splits global user]
+        [--users 1000] [--trials 40] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HEADLINE = ("recall@10", "recall@20", "ndcg@20", "map@20", "recall@50", "coverage@20", "ms_p50")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--logs", nargs="+", default=["movielens", "taobao"])
+    parser.add_argument("--splits", nargs="+", default=["global", "user"])
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=None, help="two-tower, teacher and student epochs")
+    parser.add_argument("--root", type=Path, default=ROOT / "var" / "quality")
+    args = parser.parse_args()
+
+    from evaluation.pipeline import PipelineSettings, evaluate_pipeline
+    from evaluation.replay import BuildSettings
+    from vitrine.config import Home
+    from vitrine.console import library_output_to
+    from vitrine.data.convert import convert, shipped
+    from vitrine.data.ingest import ingest
+    from vitrine.online.redis_local import redis_url
+
+    for kind in args.logs:
+        home = Home(args.root / kind)
+        converted, paths = convert(kind, shipped(kind), home.root / "csv")
+        print(converted.render(), flush=True)
+        with library_output_to(home.root / "logs" / "bench_quality.log"):
+            ingest(home, events=[paths["events"]], items=[paths["items"]],
+                   users=[paths["users"]] if "users" in paths else ())
+            url = redis_url(home)
+            for split in args.splits:
+                t = time.perf_counter()
+                e = args.epochs
+                settings = PipelineSettings(split=split, max_users=args.users, trials=args.trials,
+                                            build=BuildSettings(two_tower_epochs=e, ranker_epochs=e, student_epochs=e))
+                report = evaluate_pipeline(home, url, settings, log=lambda m: print(m, flush=True))
+                seconds = time.perf_counter() - t
+                rows = {name: {m: round(v[m], 4) for m in HEADLINE if m in v}
+                        for name, v in report.test.metrics.items()}
+                out = {"log": kind, "split": split, "seconds": round(seconds, 1), "users": report.test.users,
+                       "cold_users": report.test.cold_users, "validation_users": report.validation.users,
+                       "policy": report.policy, "baselines": report.baselines, "test": rows,
+                       "validation": {n: round(v["recall@20"], 4) for n, v in report.validation.metrics.items()},
+                       "routes": {"validation": report.validation.routes, "test": report.test.routes},
+                       "verdicts": report.verdicts(),
+                       "command": f"python benchmarks/bench_quality.py --logs {kind} --splits {split} "
+                                  f"--users {args.users} --trials {args.trials}"
+                                  + (f" --epochs {e}" if e else "")}
+                path = ROOT / "benchmarks" / "results" / f"quality-{kind}-{split}.json"
+                path.write_text(json.dumps(out, indent=2, default=str) + "\n")
+                print(f"\n{kind} / {split}: {report.test.users:,} test users, {seconds / 60:.1f} min → {path}")
+                print(f"{'method':<26}" + "".join(f"{m:>13}" for m in HEADLINE))
+                for name, row in rows.items():
+                    print(f"{name:<26}" + "".join(f"{row.get(m, float('nan')):>13.4f}" for m in HEADLINE))
+                for verdict in report.verdicts():
+                    print(verdict)
+                print(flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
