@@ -165,12 +165,15 @@ class _Runner:
 
 def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: int = 0,
                particles: int | None = None, options: dict | None = None, start: dict | None = None,
-               log_path: Path | None = None) -> SearchResult:
+               spread: float | None = None, log_path: Path | None = None) -> SearchResult:
     """Maximise `objective` with global-best PSO within `budget` trainings. `start`: a known
     configuration (e.g. the defaults), trained first and counted in the result, but not one of
     the particles: as a particle it became the global best after the first iteration whenever
     the random ones were worse, and a 3-particle swarm then spent most of a 12-trial budget
-    around it (docs/benchmarks.md "Tuning"). The particles start uniformly in the box."""
+    around it (docs/benchmarks.md "Tuning"). The particles start uniformly in the box, or, with
+    `spread` and a `start`, normally around the start (sd = spread × each dimension's range):
+    a local search, for when the start is already good (the pipeline's recall blend starts from
+    its best single route)."""
     import pyswarms as ps
 
     if budget < 1:
@@ -184,7 +187,11 @@ def pso_search(objective: Objective, space: SearchSpace, budget: int, *, seed: i
     n = particles or int(np.clip(round(math.sqrt(budget)), 3, 8))
     n = min(n, budget - len(runner.trials))  # the first iteration must score every particle
     np.random.seed(seed)  # pyswarms draws from NumPy's global generator
-    init = np.random.uniform(lo, hi, size=(n, len(space.dimensions)))
+    if spread is not None and start is not None:
+        centre = np.clip(space.encode(start), lo, hi)
+        init = np.clip(centre + np.random.normal(0, spread, (n, len(lo))) * (hi - lo), lo, hi)
+    else:
+        init = np.random.uniform(lo, hi, size=(n, len(space.dimensions)))
     optimizer = ps.single.GlobalBestPSO(n_particles=n, dimensions=len(space.dimensions),
                                         options=options or CONSTRICTION, bounds=(lo, hi), init_pos=init)
 

@@ -86,3 +86,18 @@ def test_median_stopper():
     assert all(s.keep_going(1, v) for v in (0.70, 0.60, 0.65))  # first three always run
     assert not s.keep_going(1, 0.62)   # below the median 0.65 of earlier trials
     assert s.keep_going(1, 0.66)       # median of (0.60, 0.62, 0.65, 0.70) is 0.635
+
+
+def test_pso_spread_starts_the_swarm_around_the_start():
+    from training.pso import Dimension, SearchSpace, pso_search
+
+    space = SearchSpace((Dimension("x", 0.0, 1.0), Dimension("y", 0.0, 1.0)))
+    seen = []
+
+    def objective(params, _stopper):
+        seen.append((params["x"], params["y"]))
+        return -((params["x"] - 0.9) ** 2 + (params["y"] - 0.1) ** 2)
+
+    pso_search(objective, space, 5, seed=0, particles=4, start={"x": 0.9, "y": 0.1}, spread=0.05)
+    first_swarm = seen[1:5]  # after the start
+    assert all(abs(x - 0.9) < 0.25 and abs(y - 0.1) < 0.25 for x, y in first_swarm)
