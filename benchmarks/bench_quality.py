@@ -22,6 +22,33 @@ sys.path.insert(0, str(ROOT))
 HEADLINE = ("recall@10", "recall@20", "ndcg@20", "map@20", "recall@50", "coverage@20", "ms_p50")
 
 
+def render(paths: list[Path]) -> str:
+    """Markdown: per log and split, the test table, the verdicts and the chosen policy."""
+    cols = ("recall@10", "recall@20", "ndcg@20", "map@20", "recall@50", "coverage@20", "ms_p50")
+    out = []
+    for path in paths:
+        r = json.loads(path.read_text())
+        p = r["policy"]
+        on = [s for s in ("coarse", "fine", "diversity") if p[s]]
+        weights = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p["route_weights"].items(), key=lambda kv: -kv[1]))
+        out += [f"### {r['log']}, `{r['split']}` split — test cut, {r['users']:,} users "
+                f"({r['cold_users']:,} held-out users without history not scored)", "",
+                f"`{r['command']}` ({r['seconds'] / 60:.1f} min)", "",
+                "| method | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for name, row in r["test"].items():
+            cells = [f"{row[c]:.2f}" if c == "ms_p50" else f"{row[c]:.4f}" for c in cols]
+            bold = "**" if name == "served" else ""
+            out.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + " |")
+        out += ["", *[f"- {v}" for v in r["verdicts"]],
+                f"- chosen on validation ({r['validation_users']:,} users): stages on: "
+                f"{', '.join(on) or 'recall only'}; "
+                f"blend {weights}; route settings {p['route_params']}",
+                *[f"- {stage}: {why}" for stage, why in p["reasons"].items()],
+                *[f"- warning: {w}" for w in p["warnings"]],
+                f"- baselines tuned on validation: {r['baselines']}", ""]
+    return "\n".join(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--logs", nargs="+", default=["movielens", "taobao"])
@@ -30,7 +57,12 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=None, help="two-tower, teacher and student epochs")
     parser.add_argument("--root", type=Path, default=ROOT / "var" / "quality")
+    parser.add_argument("--render", action="store_true",
+                        help="print the recorded results (benchmarks/results/quality-*.json) as Markdown")
     args = parser.parse_args()
+    if args.render:
+        print(render(sorted((ROOT / "benchmarks" / "results").glob("quality-*.json"))))
+        return 0
 
     from evaluation.pipeline import PipelineSettings, evaluate_pipeline
     from evaluation.replay import BuildSettings

@@ -12,8 +12,6 @@ touches the home's online store) and its own two-tower version.
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -79,20 +77,11 @@ def eval_home(home: Home) -> Home:
     return sub
 
 
-@contextmanager
 def eval_project():
     """Feast project of evaluation homes: its registry and any Redis keys stay apart."""
-    from vitrine.featurestore.repo import PROJECT_ENV
+    from evaluation.replay import feast_project
 
-    before = os.environ.get(PROJECT_ENV)
-    os.environ[PROJECT_ENV] = EVAL_PROJECT
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(PROJECT_ENV, None)
-        else:
-            os.environ[PROJECT_ENV] = before
+    return feast_project(EVAL_PROJECT)
 
 
 def prepare(home: Home, redis_url: str, holdout: HoldOut, *, epochs: int | None = None,

@@ -113,12 +113,23 @@ def history(cut: Cut) -> dict[str, list[str]]:
     return pos.groupby("user_id")["item_id"].agg(lambda s: list(dict.fromkeys(s))).to_dict()
 
 
-def pick_users(cut: Cut, known: dict[str, list[str]], max_users: int, seed: int) -> tuple[list[str], int]:
+@dataclass
+class Audience:
+    """Who a cut is scored on, and what each of them already had (excluded for every method)."""
+
+    users: list[str]  # with history before the cut and held-out items (a seeded sample)
+    cold: int  # held-out users without history: counted, not scored
+    held: dict[str, set[str]]
+    known: dict[str, list[str]]  # every user's positives before the cut, oldest first
+
+
+def audience(cut: Cut, max_users: int, seed: int) -> Audience:
+    known = history(cut)
     warm = sorted(u for u in cut.held_out if u in known)
     cold = len(cut.held_out) - len(warm)
     if len(warm) > max_users:
         warm = sorted(np.random.default_rng(seed).choice(warm, max_users, replace=False).tolist())
-    return warm, cold
+    return Audience(warm, cold, {u: cut.held_out[u] for u in warm}, known)
 
 
 def score(lists: dict[str, list[str]], held: dict[str, set[str]], ks, n_items: int, ms=None,
@@ -295,11 +306,9 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
 
     log(f"== validation: {val.describe()}")
     replay = Replay(build(home, val, table, redis_url, settings.build, log=log), val, redis_url)
+    a = audience(val, settings.max_users, settings.seed)
+    users, held, known, exclude = a.users, a.held, a.known, a.known
     try:
-        known = history(val)
-        users, cold = pick_users(val, known, settings.max_users, settings.seed)
-        held = {u: val.held_out[u] for u in users}
-        exclude = {u: known[u] for u in users}
         weights, report.blend_trials = tune_blend(replay, users, held, exclude, settings.trials, settings.seed, log)
         on, reasons, metrics = decide_stages(replay, users, held, exclude, ks, weights, settings.build.rankers, log)
         report.baselines = tune_baselines(val, replay.catalogue, users, held, known, settings.trials, log)
@@ -309,7 +318,7 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
         replay.close()
     served_label = _served_label(on)
     metrics["served"] = metrics[served_label]
-    report.validation = CutResult(val.name, len(users), cold, metrics, routes)
+    report.validation = CutResult(val.name, len(users), a.cold, metrics, routes)
     warnings = _warnings(metrics, routes)
     chosen = blend_policy(weights)
     policy = Policy(route_weights=chosen.route_weights, route_params=chosen.route_params, coarse=on["coarse"],
@@ -323,11 +332,9 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
 
     log(f"== test: {test.describe()}")
     replay = Replay(build(home, test, table, redis_url, settings.build, log=log), test, redis_url)
+    a = audience(test, settings.max_users, settings.seed)
+    users, held, known, exclude = a.users, a.held, a.known, a.known
     try:
-        known = history(test)
-        users, cold = pick_users(test, known, settings.max_users, settings.seed)
-        held = {u: test.held_out[u] for u in users}
-        exclude = {u: known[u] for u in users}
         metrics = {}
         for stage, label in STAGES:
             if stage in ("coarse", "fine") and not settings.build.rankers:
@@ -340,7 +347,7 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
         routes = replay.route_coverage(users, exclude)
     finally:
         replay.close()
-    report.test = CutResult(test.name, len(users), cold, metrics, routes)
+    report.test = CutResult(test.name, len(users), a.cold, metrics, routes)
     report.seconds = time.perf_counter() - started
 
     out = out or home.root / "reports" / "pipeline"

@@ -100,3 +100,29 @@ def test_missing_rankers_degrade_the_arms_that_need_them(served):
         assert len(r.items) == 2
     finally:
         core.close()
+
+
+def test_a_published_policy_switches_stages_off_for_every_arm(served):
+    """No rankers are trained here: with the default policy every arm degrades (above); a
+    published policy with coarse and fine off answers ranked by the recall blend."""
+    from serving.validation import recommend_request
+    from vitrine.policy import Policy
+    from vitrine.versions import new_version_dir, publish, write_manifest
+
+    home, url = served
+    directory = new_version_dir(home, "pipeline")
+    Policy(route_weights={"item_cf": 1.0, "content": 0.5, "hot": 0.1}, coarse=False, fine=False,
+           reasons={"coarse": "off: test", "fine": "off: test"}).save(directory)
+    write_manifest(directory, model="pipeline")
+    publish(home, "pipeline", directory)
+    core = Core(home, ServingConfig(port=0, http_port=None), redis_url=url)
+    try:
+        assert core.models.current.policy.route_weights["item_cf"] == 1.0
+        for user in ("u1", "u2"):  # whatever arm the user hashes to
+            r = core.recommend(recommend_request(core.config, user_id=user, k=2))
+            assert not r.degraded, r.degraded_reason
+            assert f"pipeline={directory.name}" in r.model_version
+            assert [i.score for i in r.items] == sorted((i.score for i in r.items), reverse=True)
+    finally:
+        core.close()
+        (models_dir(home, "pipeline") / "latest").unlink()
