@@ -53,6 +53,30 @@ class Popularity:
         return _top_unblocked(self.scores, blocked, k)
 
 
+class CategoryPopularity:
+    """The most popular items of the categories the user engaged with, in proportion to how
+    often they did (a side-information baseline: the only one here that reads the catalogue,
+    as our category and content routes do). Popularity over `window_days` as in `Popularity`."""
+
+    name = "category_popularity"
+    uses_categories = True
+
+    def __init__(self, interactions: pd.DataFrame, n_items: int, categories: np.ndarray,
+                 window_days: float | None = None) -> None:
+        self.popularity = Popularity(interactions, n_items, window_days).scores
+        self.codes = pd.factorize(pd.Series(categories).fillna("").astype(str))[0]
+        top = self.popularity.max() or 1.0
+        self.within = self.popularity / top  # in [0, 1]: breaks ties inside a category
+
+    def recommend(self, user_rows: Sequence[int], blocked: np.ndarray, k: int) -> np.ndarray:
+        if len(user_rows) == 0:
+            return np.empty(0, np.int64)
+        share = np.bincount(self.codes[np.asarray(user_rows, np.int64)], minlength=self.codes.max() + 1)
+        scores = share[self.codes].astype(np.float64) + self.within
+        scores[share[self.codes] == 0] = -np.inf  # only the user's categories
+        return _top_unblocked(scores, blocked, k)
+
+
 class ItemKNN:
     """Item-item cosine similarity on the binary user × item matrix, `neighbours` kept per item."""
 
@@ -164,6 +188,7 @@ class ALS:
 # our own search gets: see evaluation.pipeline)
 GRIDS: dict[str, tuple[type, list[dict]]] = {
     "popularity": (Popularity, [{"window_days": d} for d in (None, 90, 60, 45, 30, 21, 14, 10, 7, 5, 3, 2, 1)]),
+    "category_popularity": (CategoryPopularity, [{"window_days": d} for d in (None, 30, 14, 7, 3, 1)]),
     "item_knn": (ItemKNN, [{"neighbours": n} for n in (5, 10, 20, 30, 50, 100, 200, 300, 500, 1000)]),
     "ease": (EASE, [{"l2": v} for v in (5.0, 10.0, 25.0, 50.0, 100.0, 200.0, 350.0, 500.0, 750.0, 1000.0, 2500.0,
                                         5000.0)]),

@@ -254,6 +254,11 @@ def _interactions(cut: Cut, row_of: dict[str, int]) -> pd.DataFrame:
                          "t": pos["event_time"].to_numpy()})
 
 
+def make_baseline(cls, interactions: pd.DataFrame, catalogue, params: dict):
+    extra = {"categories": catalogue.category} if getattr(cls, "uses_categories", False) else {}
+    return cls(interactions, catalogue.size, **extra, **params)
+
+
 def baseline_lists(model, catalogue, users, known: dict[str, list[str]], k: int):
     lists, ms = {}, []
     for user in users:
@@ -273,7 +278,7 @@ def tune_baselines(cut: Cut, catalogue, users, held, known, budget: int, log) ->
     for name, (cls, grid) in GRIDS.items():
         best, best_score = None, -1.0
         for params in grid[:budget]:
-            lists, _ = baseline_lists(cls(inter, catalogue.size, **params), catalogue, users, known, 20)
+            lists, _ = baseline_lists(make_baseline(cls, inter, catalogue, params), catalogue, users, known, 20)
             s = evaluate(lists, held, 20, catalogue.size)[PRIMARY]
             if s > best_score:
                 best, best_score = params, s
@@ -286,7 +291,8 @@ def run_baselines(cut: Cut, catalogue, users, held, known, tuned: dict[str, dict
     inter = _interactions(cut, catalogue.row_of)
     out = {}
     for name, (cls, _) in GRIDS.items():
-        lists, ms = baseline_lists(cls(inter, catalogue.size, **tuned[name]), catalogue, users, known, max(ks))
+        lists, ms = baseline_lists(make_baseline(cls, inter, catalogue, tuned[name]), catalogue, users, known,
+                                   max(ks))
         out[name] = score(lists, held, ks, catalogue.size, ms)
     return out
 

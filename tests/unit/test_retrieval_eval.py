@@ -123,3 +123,18 @@ def test_als_ranks_the_co_consumed_item_first():
     blocked[:] = False
     blocked[[3, 4]] = True
     assert model.recommend([3, 4], blocked, 1).tolist() == [5]
+
+
+def test_category_popularity_stays_in_the_users_categories():
+    from evaluation.baselines import CategoryPopularity
+
+    # items 0-2 in "a", 3-4 in "b"; popularity: 1 > 2 > 0 in a, 4 > 3 in b
+    inter = pd.DataFrame({"user": ["u1", "u2", "u3", "u1", "u2", "u3", "u4"], "item": [1, 1, 1, 2, 2, 4, 0]})
+    cats = np.array(["a", "a", "a", "b", "b"], dtype=object)
+    model = CategoryPopularity(inter, 5, cats)
+    blocked = np.zeros(5, bool)
+    blocked[0] = True  # the user's own item
+    assert model.recommend([0], blocked, 5).tolist() == [1, 2]  # only category a, by popularity
+    # two a's and one b in the history: a's items first
+    assert model.recommend([0, 1, 3], np.zeros(5, bool), 5).tolist() == [1, 2, 0, 4, 3]
+    assert model.recommend([], blocked, 3).tolist() == []
