@@ -22,6 +22,19 @@ sys.path.insert(0, str(ROOT))
 HEADLINE = ("recall@10", "recall@20", "ndcg@20", "map@20", "recall@50", "coverage@20", "ms_p50")
 
 
+def verdicts(test: dict[str, dict]) -> list[str]:
+    """Served against the best baseline of those recorded, on Recall@20 and NDCG@20."""
+    from evaluation.baselines import GRIDS
+
+    out = []
+    for metric in ("recall@20", "ndcg@20"):
+        best = max((b for b in GRIDS if b in test), key=lambda b: test[b][metric])
+        ratio = test["served"][metric] / test[best][metric] if test[best][metric] else float("inf")
+        out.append(f"served {metric} {test['served'][metric]:.4f} {'≥' if ratio >= 1 else '<'} best baseline "
+                   f"{best} {test[best][metric]:.4f}: **{ratio:.3f}×**")
+    return out
+
+
 def render(paths: list[Path]) -> str:
     """Markdown: per log and split, the test table, the verdicts and the chosen policy."""
     cols = ("recall@10", "recall@20", "ndcg@20", "map@20", "recall@50", "coverage@20", "ms_p50")
@@ -39,7 +52,7 @@ def render(paths: list[Path]) -> str:
             cells = [f"{row[c]:.2f}" if c == "ms_p50" else f"{row[c]:.4f}" for c in cols]
             bold = "**" if name == "served" else ""
             out.append(f"| {bold}{name}{bold} | " + " | ".join(cells) + " |")
-        out += ["", *[f"- {v}" for v in r["verdicts"]],
+        out += ["", *[f"- {v}" for v in verdicts(r["test"])],
                 f"- chosen on validation ({r['validation_users']:,} users): stages on: "
                 f"{', '.join(on) or 'recall only'}; "
                 f"blend {weights}; route settings {p['route_params']}",

@@ -88,7 +88,7 @@ class PipelineReport:
             ratio = m["served"][metric] / m[best][metric] if m[best][metric] else float("inf")
             word = "beats" if ratio >= 1.0 else "LOSES to"
             out.append(f"served {metric} {m['served'][metric]:.4f} {word} the best baseline ({best}, "
-                       f"{m[best][metric]:.4f}): {ratio:.2f}x")
+                       f"{m[best][metric]:.4f}): {ratio:.3f}x")
         return out
 
 
