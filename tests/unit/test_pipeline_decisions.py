@@ -40,7 +40,7 @@ HELD = {"a": {"a-x"}, "b": {"b-x"}}
 def test_a_stage_that_lowers_recall_is_switched_off_and_the_next_compares_to_what_stays():
     # coarse loses (no hit), fine wins only without coarse, diversity neutral
     replay = FakeReplay(lambda p: not p.coarse)
-    on, reasons, metrics = decide_stages(replay, USERS, HELD, {}, (20,), {"hot": 1.0}, True, lambda *_: None)
+    on, reasons, _ = decide_stages(replay, USERS, HELD, {}, (20,), {"hot": 1.0}, True, lambda *_: None)
     assert on == {"coarse": False, "fine": True, "diversity": True}
     assert reasons["coarse"].startswith("off: validation recall@20 0.0000 with it vs 1.0000")
     assert "for 'recall (tuned blend)'" in reasons["fine"]
