@@ -89,7 +89,7 @@ def user_behaviour(events, items, clock: Clock, spark, settings: UserFeatureSett
     # decayed category and brand preferences; a longer look-back (a sparse log) stretches the
     # half-life with it, so months-old tastes are not decayed to nothing
     weight = event_weight()
-    half_life = max(settings.preference_half_life_days, clock.lookback_days / 4)
+    half_life = settings.preference_half_life_days * max(clock.lookback_days, 30) / 30  # 7 days at 30
     if items is not None:
         attrs = items.select("item_id", "category", "brand")
         tagged = positives.join(F.broadcast(attrs), "item_id", "left")

@@ -88,7 +88,7 @@ def test_published_policy_is_what_serving_loads(evaluated):
     assert models.current.policy.route_weights == report.policy["route_weights"]
 
 
-def test_replay_answers_as_vitrine_recommend_does(evaluated, tmp_path):
+def test_replay_answers_as_vitrine_recommend_does(evaluated, tmp_path, monkeypatch):
     import shutil
 
     from serving.batch import recommend_batch
@@ -106,6 +106,9 @@ def test_replay_answers_as_vitrine_recommend_does(evaluated, tmp_path):
     (tmp_path / "users.txt").write_text("\n".join(users) + "\n")
     config = ServingConfig(http_port=None, budgets=Budgets(*[60_000.0] * 6), redis_timeout_s=5.0,
                            strategies=(Strategy("replay", 100, coarse=True, fine=True),))
+    # `vitrine recommend` on the cut's home, against the Redis the cut was materialised into
+    # (a home without $VITRINE_REDIS_URL would start its own, empty one)
+    monkeypatch.setenv("VITRINE_REDIS_URL", url)
     with feast_project(f"vitrine_eval_{test.split}_{test.name}"):
         summary = recommend_batch(sub, config, tmp_path / "users.txt", 20, tmp_path / "recs.csv")
     assert " 0 degraded answers" in summary

@@ -118,7 +118,7 @@ def test_a_published_policy_switches_stages_off_for_every_arm(served):
     core = Core(home, ServingConfig(port=0, http_port=None), redis_url=url)
     try:
         assert core.models.current.policy.route_weights["item_cf"] == 1.0
-        for user in ("u1", "u2"):  # whatever arm the user hashes to
+        for user in ("u2", "someone-new"):  # u1 engaged with all three items: nothing left to recall
             r = core.recommend(recommend_request(core.config, user_id=user, k=2))
             assert not r.degraded, r.degraded_reason
             assert f"pipeline={directory.name}" in r.model_version
