@@ -31,7 +31,7 @@ def verdicts(test: dict[str, dict]) -> list[str]:
         best = max((b for b in GRIDS if b in test), key=lambda b: test[b][metric])
         ratio = test["served"][metric] / test[best][metric] if test[best][metric] else float("inf")
         out.append(f"served {metric} {test['served'][metric]:.4f} {'≥' if ratio >= 1 else '<'} best baseline "
-                   f"{best} {test[best][metric]:.4f}: **{ratio:.3f}×**")
+                   f"{best} {test[best][metric]:.4f}: **{ratio:.4f}×**")
     return out
 
 
