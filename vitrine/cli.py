@@ -231,7 +231,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-publish", action="store_true", help="pipeline: do not publish the chosen policy")
     p.add_argument("--out", type=Path, default=None, help="directory for the table and plots "
                    "(default <home>/reports/<model>)")
-    p.add_argument("--k", type=int, nargs="+", default=None, help="cut-offs (retrieval: default 20 50 100; pipeline: 10 20 50, 20 always)")
+    p.add_argument("--k", type=int, nargs="+", default=None,
+                   help="cut-offs (retrieval: default 20 50 100; pipeline: 10 20 50, 20 always)")
     p.add_argument("--fraction", type=float, default=None, help="random fraction of the samples/users")
     p.add_argument("--epochs", type=int, default=None, help="epochs for models trained for the evaluation")
 
