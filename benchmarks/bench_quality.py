@@ -70,6 +70,8 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=None, help="two-tower, teacher and student epochs")
     parser.add_argument("--root", type=Path, default=ROOT / "var" / "quality")
+    parser.add_argument("--objective", default="recall@20", help="validation objective (evaluation.pipeline)")
+    parser.add_argument("--tag", default="", help="suffix of the result files (an experiment beside the default)")
     parser.add_argument("--render", action="store_true",
                         help="print the recorded results (benchmarks/results/quality-*.json) as Markdown")
     args = parser.parse_args()
@@ -97,6 +99,7 @@ def main() -> int:
                 t = time.perf_counter()
                 e = args.epochs
                 settings = PipelineSettings(split=split, max_users=args.users, trials=args.trials,
+                                            objective=args.objective,
                                             build=BuildSettings(two_tower_epochs=e, ranker_epochs=e, student_epochs=e))
                 report = evaluate_pipeline(home, url, settings, log=lambda m: print(m, flush=True))
                 seconds = time.perf_counter() - t
@@ -110,8 +113,10 @@ def main() -> int:
                        "verdicts": report.verdicts(),
                        "command": f"python benchmarks/bench_quality.py --logs {kind} --splits {split} "
                                   f"--users {args.users} --trials {args.trials}"
+                                  + (f" --objective {args.objective} --tag {args.tag}" if args.tag else "")
                                   + (f" --epochs {e}" if e else "")}
-                path = ROOT / "benchmarks" / "results" / f"quality-{kind}-{split}.json"
+                tag = f"-{args.tag}" if args.tag else ""
+                path = ROOT / "benchmarks" / "results" / f"quality-{kind}-{split}{tag}.json"
                 path.write_text(json.dumps(out, indent=2, default=str) + "\n")
                 print(f"\n{kind} / {split}: {report.test.users:,} test users, {seconds / 60:.1f} min → {path}")
                 print(f"{'method':<26}" + "".join(f"{m:>13}" for m in HEADLINE))

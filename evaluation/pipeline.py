@@ -42,6 +42,17 @@ from vitrine.policy import Policy
 
 DEFAULT_KS = (10, 20, 50)
 PRIMARY = "recall@20"
+# what the blend search, the stage switches and the baselines' tuning maximise on validation
+OBJECTIVES = ("recall@20", "recall+ndcg@20")
+
+
+def objective_of(metrics: dict[str, float], objective: str = PRIMARY) -> float:
+    """The validation score to maximise: Recall@20, or the mean of Recall@20 and NDCG@20."""
+    if objective == "recall+ndcg@20":
+        return (metrics["recall@20"] + metrics["ndcg@20"]) / 2
+    if objective != PRIMARY:
+        raise ValueError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
+    return metrics[PRIMARY]
 STAGES = (("recall", "recall (tuned blend)"), ("coarse", "+ coarse (FM student)"),
           ("fine", "+ fine (MMoE teacher)"), ("diversity", "+ adjust (diversity)"))
 
@@ -54,6 +65,7 @@ class PipelineSettings:
     max_users: int = 1000
     trials: int = 40  # evaluations of the recall blend (starts + PSO); each baseline gets at most this many
     seed: int = 0
+    objective: str = PRIMARY  # see OBJECTIVES
     build: BuildSettings = field(default_factory=BuildSettings)
 
 
@@ -168,7 +180,8 @@ def blend_policy(params: dict, **stages: bool) -> Policy:
     return Policy(route_weights=weights, route_params=settings, **stages)
 
 
-def tune_blend(replay: Replay, users, held, exclude, trials: int, seed: int, log) -> tuple[dict, list[dict]]:
+def tune_blend(replay: Replay, users, held, exclude, trials: int, seed: int, log,
+               objective_name: str = PRIMARY) -> tuple[dict, list[dict]]:
     """One weight in [0, 1] per route (plus the neighbour routes' settings), maximising
     Recall@20 of the recall stage: equal weights and each route on its own first (so the blend
     is never below the best single route on validation), then PSO from the best of those with
@@ -190,7 +203,7 @@ def tune_blend(replay: Replay, users, held, exclude, trials: int, seed: int, log
     def objective(params: dict, _stopper=None) -> float:
         lists, _, _ = replay.answer(users, blend_policy(params, coarse=False, fine=False, diversity=False), 20,
                                     exclude)
-        return evaluate(lists, held, 20, n_items)[PRIMARY]
+        return objective_of(evaluate(lists, held, 20, n_items), objective_name)
 
     starts = [{**dict.fromkeys(routes, 1.0), **defaults},
               *({**{r: float(r == one) for r in routes}, **defaults} for one in routes)]
@@ -202,7 +215,7 @@ def tune_blend(replay: Replay, users, held, exclude, trials: int, seed: int, log
         tried += [{"params": t.params, "score": t.score, "method": "pso"} for t in result.trials[1:]]
         best = max(tried, key=lambda t: t["score"])
     single = max(tried[1:len(starts)], key=lambda t: t["score"], default=tried[0])
-    log(f"   recall blend: {len(tried)} trials, best validation {PRIMARY} {best['score']:.4f} "
+    log(f"   recall blend: {len(tried)} trials, best validation {objective_name} {best['score']:.4f} "
         f"(equal weights {tried[0]['score']:.4f}; best single route {single['score']:.4f})")
     return best["params"], tried
 
@@ -215,8 +228,8 @@ def stage_policies(params: dict, on: dict[str, bool]) -> dict[str, Policy]:
             "diversity": blend_policy(params, coarse=on["coarse"], fine=on["fine"], diversity=True)}
 
 
-def decide_stages(replay: Replay, users, held, exclude, ks, weights: dict, rankers: bool, log
-                  ) -> tuple[dict[str, bool], dict[str, str], dict[str, dict]]:
+def decide_stages(replay: Replay, users, held, exclude, ks, weights: dict, rankers: bool, log,
+                  objective_name: str = PRIMARY) -> tuple[dict[str, bool], dict[str, str], dict[str, dict]]:
     """Add coarse, fine and adjust one at a time; keep a stage only if it does not lower
     validation Recall@20 below the stage before it."""
     n_items = replay.catalogue.size
@@ -233,12 +246,12 @@ def decide_stages(replay: Replay, users, held, exclude, ks, weights: dict, ranke
         if degraded:
             log(f"   WARNING: {degraded} degraded answers for {label}")
         if stage == "recall":
-            before, before_label = metrics[label][PRIMARY], label
+            before, before_label = objective_of(metrics[label], objective_name), label
             continue
-        now = metrics[label][PRIMARY]
+        now = objective_of(metrics[label], objective_name)
         keep = now >= before
         on[stage] = keep
-        reasons[stage] = (f"{'on' if keep else 'off'}: validation {PRIMARY} {now:.4f} with it vs {before:.4f} "
+        reasons[stage] = (f"{'on' if keep else 'off'}: validation {objective_name} {now:.4f} with it vs {before:.4f} "
                           f"for '{before_label}'")
         log(f"   {label}: {reasons[stage]}")
         if keep:
@@ -272,18 +285,20 @@ def baseline_lists(model, catalogue, users, known: dict[str, list[str]], k: int)
     return lists, ms
 
 
-def tune_baselines(cut: Cut, catalogue, users, held, known, budget: int, log) -> dict[str, dict]:
+def tune_baselines(cut: Cut, catalogue, users, held, known, budget: int, log,
+                   objective_name: str = PRIMARY) -> dict[str, dict]:
     inter = _interactions(cut, catalogue.row_of)
     tuned = {}
     for name, (cls, grid) in GRIDS.items():
         best, best_score = None, -1.0
         for params in grid[:budget]:
             lists, _ = baseline_lists(make_baseline(cls, inter, catalogue, params), catalogue, users, known, 20)
-            s = evaluate(lists, held, 20, catalogue.size)[PRIMARY]
+            s = objective_of(evaluate(lists, held, 20, catalogue.size), objective_name)
             if s > best_score:
                 best, best_score = params, s
         tuned[name] = best
-        log(f"   {name}: {min(len(grid), budget)} settings, best validation {PRIMARY} {best_score:.4f} with {best}")
+        log(f"   {name}: {min(len(grid), budget)} settings, best validation {objective_name} {best_score:.4f} "
+            f"with {best}")
     return tuned
 
 
@@ -315,9 +330,12 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
     a = audience(val, settings.max_users, settings.seed)
     users, held, known, exclude = a.users, a.held, a.known, a.known
     try:
-        weights, report.blend_trials = tune_blend(replay, users, held, exclude, settings.trials, settings.seed, log)
-        on, reasons, metrics = decide_stages(replay, users, held, exclude, ks, weights, settings.build.rankers, log)
-        report.baselines = tune_baselines(val, replay.catalogue, users, held, known, settings.trials, log)
+        weights, report.blend_trials = tune_blend(replay, users, held, exclude, settings.trials, settings.seed, log,
+                                                  settings.objective)
+        on, reasons, metrics = decide_stages(replay, users, held, exclude, ks, weights, settings.build.rankers, log,
+                                             settings.objective)
+        report.baselines = tune_baselines(val, replay.catalogue, users, held, known, settings.trials, log,
+                                          settings.objective)
         metrics.update(run_baselines(val, replay.catalogue, users, held, known, report.baselines, ks))
         routes = replay.route_coverage(users, exclude)
     finally:

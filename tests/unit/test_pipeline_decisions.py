@@ -71,3 +71,15 @@ def test_warnings_name_a_loss_to_popularity_and_empty_routes():
     w = _warnings(metrics, routes)
     assert any("loses to popularity" in x for x in w)
     assert any("'new' returns nothing for 100%" in x for x in w) and not any("'hot'" in x for x in w)
+
+
+def test_objectives():
+    import pytest
+
+    from evaluation.pipeline import objective_of
+
+    m = {"recall@20": 0.2, "ndcg@20": 0.4}
+    assert objective_of(m) == 0.2
+    assert objective_of(m, "recall+ndcg@20") == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="unknown objective"):
+        objective_of(m, "map@20")
