@@ -424,7 +424,7 @@ def cli_evaluate(args, home: Home) -> int:
 
     epochs = args.epochs
     settings = PipelineSettings(split=args.split, fraction=args.holdout, max_users=args.users, trials=args.trials,
-                                ks=tuple(args.k) if args.k else DEFAULT_KS,
+                                ks=tuple(args.k) if args.k else DEFAULT_KS, objective=args.objective,
                                 build=BuildSettings(two_tower_epochs=epochs, rankers=not args.no_rankers,
                                                     ranker_epochs=epochs, student_epochs=epochs))
     out = args.out or home.root / "reports" / "pipeline"

@@ -227,6 +227,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--users", type=int, default=1000, help="pipeline: at most this many users per cut")
     p.add_argument("--trials", type=int, default=40, help="pipeline: trials for the recall blend "
                    "(each baseline gets at most as many settings)")
+    p.add_argument("--objective", choices=["recall@20", "recall+ndcg@20"], default="recall@20",
+                   help="pipeline: what the blend search, stage switches and baselines maximise on validation")
     p.add_argument("--no-rankers", action="store_true", help="pipeline: skip training the rankers per cut")
     p.add_argument("--no-publish", action="store_true", help="pipeline: do not publish the chosen policy")
     p.add_argument("--out", type=Path, default=None, help="directory for the table and plots "
