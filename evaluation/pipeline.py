@@ -34,6 +34,18 @@ import numpy as np
 import pandas as pd
 
 from evaluation.baselines import GRIDS
+from evaluation.choices import (
+    PRIMARY,
+    STAGES,
+    blend_policy,
+    decide_stages,
+    objective_of,
+    score,
+    served_label,
+    stage_policies,
+    tune_blend,
+    warnings_for,
+)
 from evaluation.metrics import evaluate
 from evaluation.replay import BuildSettings, Replay, build
 from evaluation.split import POSITIVE_TYPES, Cut, cuts
@@ -41,22 +53,6 @@ from vitrine.config import Home
 from vitrine.policy import Policy
 
 DEFAULT_KS = (10, 20, 50)
-PRIMARY = "recall@20"
-# what the blend search, the stage switches and the baselines' tuning maximise on validation
-OBJECTIVES = ("recall@20", "recall+ndcg@20")
-
-
-def objective_of(metrics: dict[str, float], objective: str = PRIMARY) -> float:
-    """The validation score to maximise: Recall@20, or the mean of Recall@20 and NDCG@20."""
-    if objective == "recall+ndcg@20":
-        return (metrics["recall@20"] + metrics["ndcg@20"]) / 2
-    if objective != PRIMARY:
-        raise ValueError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
-    return metrics[PRIMARY]
-STAGES = (("recall", "recall (tuned blend)"), ("coarse", "+ coarse (FM student)"),
-          ("fine", "+ fine (MMoE teacher)"), ("diversity", "+ adjust (diversity)"))
-
-
 @dataclass(frozen=True)
 class PipelineSettings:
     split: str = "global"
@@ -144,121 +140,6 @@ def audience(cut: Cut, max_users: int, seed: int) -> Audience:
     return Audience(warm, cold, {u: cut.held_out[u] for u in warm}, known)
 
 
-def score(lists: dict[str, list[str]], held: dict[str, set[str]], ks, n_items: int, ms=None,
-          degraded: int = 0) -> dict[str, float]:
-    out: dict[str, float] = {"degraded": degraded}
-    for k in ks:
-        out.update(evaluate(lists, held, k, n_items))
-    if ms is not None and len(ms):
-        out["ms_p50"], out["ms_p95"] = float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
-    return out
-
-
-# --- our side --------------------------------------------------------------------------------
-
-# neighbour-route settings searched with the blend: how many recent items a route expands
-# (the user features keep 20) and how fast their weight decays with recency
-NEIGHBOUR_DIMS = (("recent", 1, 20, True), ("decay", 0.5, 1.0, False))
-# the swarm starts around the best start (sd = this × each range), not uniformly: uniform
-# particles in 11 dimensions never came near a one-route corner (MovieLens, user split: 31 PSO
-# trials all below item-CF alone)
-BLEND_SPREAD = 0.2
-# the hot route's popularity signal, searched as an index into this list
-HOT_SIGNALS = ("heat", "engaged_1d", "engaged_7d", "engaged_30d", "clicks_7d", "clicks_30d")
-
-
-def blend_policy(params: dict, **stages: bool) -> Policy:
-    """A policy from a flat search point: `route` → weight, `route.setting` → route setting."""
-    weights = {k: v for k, v in params.items() if "." not in k}
-    settings: dict[str, dict[str, float]] = {}
-    for key, value in params.items():
-        if "." in key:
-            route, attr = key.split(".", 1)
-            if attr == "signal" and not isinstance(value, str):
-                value = HOT_SIGNALS[int(value)]
-            settings.setdefault(route, {})[attr] = value
-    return Policy(route_weights=weights, route_params=settings, **stages)
-
-
-def tune_blend(replay: Replay, users, held, exclude, trials: int, seed: int, log,
-               objective_name: str = PRIMARY) -> tuple[dict, list[dict]]:
-    """One weight in [0, 1] per route (plus the neighbour routes' settings), maximising
-    Recall@20 of the recall stage: equal weights and each route on its own first (so the blend
-    is never below the best single route on validation), then PSO from the best of those with
-    the rest of the budget."""
-    from training.pso import Dimension, SearchSpace, pso_search
-
-    routes = replay.routes
-    neighbour = [r for r in routes if type(replay.base.retriever.routes[r]).__name__ == "NeighbourRoute"]
-    dims = [Dimension(r, 0.0, 1.0) for r in routes]
-    dims += [Dimension(f"{r}.{a}", lo, hi, integer=i) for r in neighbour for a, lo, hi, i in NEIGHBOUR_DIMS]
-    defaults = {f"{r}.{a}": getattr(replay.base.retriever.routes[r], a) for r in neighbour
-                for a, *_ in NEIGHBOUR_DIMS}
-    if "hot" in routes:
-        dims.append(Dimension("hot.signal", 0, len(HOT_SIGNALS) - 1, integer=True))
-        defaults["hot.signal"] = 0
-    space = SearchSpace(tuple(dims))
-    n_items = replay.catalogue.size
-
-    def objective(params: dict, _stopper=None) -> float:
-        lists, _, _ = replay.answer(users, blend_policy(params, coarse=False, fine=False, diversity=False), 20,
-                                    exclude)
-        return objective_of(evaluate(lists, held, 20, n_items), objective_name)
-
-    starts = [{**dict.fromkeys(routes, 1.0), **defaults},
-              *({**{r: float(r == one) for r in routes}, **defaults} for one in routes)]
-    tried = [{"params": p, "score": objective(p), "method": "start"} for p in starts[:max(trials, 1)]]
-    best = max(tried, key=lambda t: t["score"])
-    left = trials - len(tried)
-    if left > 1:  # PSO re-scores its start as its first trial
-        result = pso_search(objective, space, left, seed=seed, start=best["params"], spread=BLEND_SPREAD)
-        tried += [{"params": t.params, "score": t.score, "method": "pso"} for t in result.trials[1:]]
-        best = max(tried, key=lambda t: t["score"])
-    single = max(tried[1:len(starts)], key=lambda t: t["score"], default=tried[0])
-    log(f"   recall blend: {len(tried)} trials, best validation {objective_name} {best['score']:.4f} "
-        f"(equal weights {tried[0]['score']:.4f}; best single route {single['score']:.4f})")
-    return best["params"], tried
-
-
-def stage_policies(params: dict, on: dict[str, bool]) -> dict[str, Policy]:
-    """Each stage added to the ones already switched on (`on`), in serving order."""
-    return {"recall": blend_policy(params, coarse=False, fine=False, diversity=False),
-            "coarse": blend_policy(params, coarse=True, fine=False, diversity=False),
-            "fine": blend_policy(params, coarse=on["coarse"], fine=True, diversity=False),
-            "diversity": blend_policy(params, coarse=on["coarse"], fine=on["fine"], diversity=True)}
-
-
-def decide_stages(replay: Replay, users, held, exclude, ks, weights: dict, rankers: bool, log,
-                  objective_name: str = PRIMARY) -> tuple[dict[str, bool], dict[str, str], dict[str, dict]]:
-    """Add coarse, fine and adjust one at a time; keep a stage only if it does not lower
-    validation Recall@20 below the stage before it."""
-    n_items = replay.catalogue.size
-    on = {"coarse": False, "fine": False, "diversity": False}
-    reasons: dict[str, str] = {}
-    metrics: dict[str, dict] = {}
-    for stage, label in STAGES:
-        if stage in ("coarse", "fine") and not rankers:
-            reasons[stage] = "off: no ranker trained for this evaluation (--no-rankers)"
-            continue
-        policy = stage_policies(weights, on)[stage]
-        lists, ms, degraded = replay.answer(users, policy, max(ks), exclude)
-        metrics[label] = score(lists, held, ks, n_items, ms, degraded)
-        if degraded:
-            log(f"   WARNING: {degraded} degraded answers for {label}")
-        if stage == "recall":
-            before, before_label = objective_of(metrics[label], objective_name), label
-            continue
-        now = objective_of(metrics[label], objective_name)
-        keep = now >= before
-        on[stage] = keep
-        reasons[stage] = (f"{'on' if keep else 'off'}: validation {objective_name} {now:.4f} with it vs {before:.4f} "
-                          f"for '{before_label}'")
-        log(f"   {label}: {reasons[stage]}")
-        if keep:
-            before, before_label = now, label
-    return on, reasons, metrics
-
-
 # --- baselines -------------------------------------------------------------------------------
 
 def _interactions(cut: Cut, row_of: dict[str, int]) -> pd.DataFrame:
@@ -340,10 +221,10 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
         routes = replay.route_coverage(users, exclude)
     finally:
         replay.close()
-    served_label = _served_label(on)
-    metrics["served"] = metrics[served_label]
+    served = served_label(on)
+    metrics["served"] = metrics[served]
     report.validation = CutResult(val.name, len(users), a.cold, metrics, routes)
-    warnings = _warnings(metrics, routes)
+    warnings = warnings_for(metrics, routes)
     chosen = blend_policy(weights)
     policy = Policy(route_weights=chosen.route_weights, route_params=chosen.route_params, coarse=on["coarse"],
                     fine=on["fine"], diversity=on["diversity"], reasons=reasons, warnings=tuple(warnings),
@@ -379,26 +260,6 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
     if publish_policy:
         report.policy["version"] = publish(home, policy, report)
     return report
-
-
-def _served_label(on: dict[str, bool]) -> str:
-    last = "recall"
-    for stage, _ in STAGES[1:]:
-        if on.get(stage):
-            last = stage
-    return dict(STAGES)[last]
-
-
-def _warnings(metrics: dict, routes: dict) -> list[str]:
-    out = []
-    pop = metrics["popularity"][PRIMARY]
-    if metrics["served"][PRIMARY] < pop:
-        out.append(f"the served answer loses to popularity on validation ({PRIMARY} "
-                   f"{metrics['served'][PRIMARY]:.4f} vs {pop:.4f})")
-    for name, cover in routes.items():
-        if cover["users"] < 0.5:
-            out.append(f"recall route '{name}' returns nothing for {1 - cover['users']:.0%} of validation users")
-    return out
 
 
 def publish(home: Home, policy: Policy, report: PipelineReport) -> str:

@@ -64,6 +64,7 @@ class Retriever:
     quotas: dict[str, dict[str, float]] = field(default_factory=lambda: DEFAULT_QUOTAS)
     merger: Merger = field(init=False)
     _tuned: dict[str, Merger] = field(init=False, default_factory=dict)
+    _last: tuple = field(init=False, default=(None, None))
 
     def __post_init__(self) -> None:
         self.merger = Merger(self.catalogue, list(self.routes.values()), self.quotas)
@@ -73,6 +74,8 @@ class Retriever:
         `{"item_cf": {"recent": 20, "decay": 1.0}}`); built once per distinct setting."""
         if not params:
             return self.merger
+        if params is self._last[0]:  # serving passes the same policy's mapping on every request
+            return self._last[1]
         key = json.dumps(params, sort_keys=True)
         merger = self._tuned.get(key)
         if merger is None:
@@ -87,6 +90,7 @@ class Retriever:
             if len(self._tuned) >= 64:  # a search tries many; serving uses one
                 self._tuned.clear()
             merger = self._tuned[key] = Merger(self.catalogue, routes, self.quotas)
+        self._last = (params, merger)
         return merger
 
     @property

@@ -40,8 +40,7 @@ class Loaded:
     problems: dict[str, str] = field(default_factory=dict)  # model → why it is not being served
 
     def version_string(self) -> str:
-        shown = [m for m in MODELS if m in self.versions and (m, self.versions[m]) != ("pipeline", "default")]
-        return ",".join(f"{m}={self.versions[m]}" for m in shown) or "none"
+        return ",".join(f"{m}={self.versions[m]}" for m in MODELS if m in self.versions) or "none"
 
 
 def _load_retriever(home: Home, directory) -> tuple[Any, str]:
@@ -65,9 +64,9 @@ def _load_teacher(home: Home, directory) -> tuple[Any, str]:
 
 
 def _load_policy(home: Home, directory) -> tuple[Any, str]:
-    """The published policy (checksums verified), or the defaults when none is published."""
+    """The published policy (checksums verified), or the defaults (no version) when none is."""
     if directory is None:
-        return Policy(), "default"
+        return Policy(), None
     verify(directory)
     policy = Policy.load(directory)
     for warning in policy.warnings:
@@ -123,11 +122,15 @@ class ModelSet:
                         snapshot = replace(snapshot, problems={**snapshot.problems, model: "load_failed"})
                     continue
                 problems = {k: v for k, v in snapshot.problems.items() if k != model}
-                snapshot = replace(snapshot, **{SLOTS[model]: obj}, versions={**snapshot.versions, model: version},
-                                   problems=problems)
+                # a loader's version None: nothing published, its defaults serve (no version to report)
+                versions = {k: v for k, v in snapshot.versions.items() if k != model}
+                if version is not None:
+                    versions[model] = version
+                snapshot = replace(snapshot, **{SLOTS[model]: obj}, versions=versions, problems=problems)
+                shown = "defaults" if version is None else version
                 self.metrics.reloads.labels(model, "loaded").inc()
-                self.metrics.set_version(model, version)
-                log.info("model version loaded", extra={"model": model, "version": version})
-                outcomes[model] = f"loaded {version}"
+                self.metrics.set_version(model, shown)
+                log.info("model version loaded", extra={"model": model, "version": shown})
+                outcomes[model] = f"loaded {shown}"
             self.current = snapshot  # the atomic swap
         return outcomes

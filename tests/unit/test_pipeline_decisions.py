@@ -4,7 +4,7 @@ its best start; warnings name a loss to popularity and empty routes."""
 
 from __future__ import annotations
 
-from evaluation.pipeline import _warnings, blend_policy, decide_stages, tune_blend
+from evaluation.choices import blend_policy, decide_stages, tune_blend, warnings_for
 
 
 class FakeRoute:
@@ -68,7 +68,7 @@ def test_blend_search_never_ends_below_its_best_start():
 def test_warnings_name_a_loss_to_popularity_and_empty_routes():
     metrics = {"served": {"recall@20": 0.1}, "popularity": {"recall@20": 0.2}}
     routes = {"new": {"users": 0.0, "items": 0}, "hot": {"users": 1.0, "items": 50}}
-    w = _warnings(metrics, routes)
+    w = warnings_for(metrics, routes)
     assert any("loses to popularity" in x for x in w)
     assert any("'new' returns nothing for 100%" in x for x in w) and not any("'hot'" in x for x in w)
 
@@ -76,7 +76,7 @@ def test_warnings_name_a_loss_to_popularity_and_empty_routes():
 def test_objectives():
     import pytest
 
-    from evaluation.pipeline import objective_of
+    from evaluation.choices import objective_of
 
     m = {"recall@20": 0.2, "ndcg@20": 0.4}
     assert objective_of(m) == 0.2
