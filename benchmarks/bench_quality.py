@@ -89,9 +89,9 @@ def main() -> int:
 
     for kind in args.logs:
         home = Home(args.root / kind)
-        converted, paths = convert(kind, shipped(kind), home.root / "csv")
+        converted, paths = convert(kind, shipped(kind), home.converted)
         print(converted.render(), flush=True)
-        with library_output_to(home.root / "logs" / "bench_quality.log"):
+        with library_output_to(home.logs / "bench_quality.log"):
             ingest(home, events=[paths["events"]], items=[paths["items"]],
                    users=[paths["users"]] if "users" in paths else ())
             url = redis_url(home)

@@ -91,7 +91,7 @@ def speed(args) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from ranking.fm import FMStudent
     from ranking.teacher import Teacher
-    from training.ranking_data import load_ranking_data
+    from training.ranking.data import load_ranking_data
     from vitrine.config import Home
     from vitrine.online.redis_local import redis_url
     from vitrine.versions import latest
@@ -149,12 +149,12 @@ def speed(args) -> dict:
 
 def search(args) -> dict:
     from ranking.features import TeacherEncoder
-    from training.mmoe import MMoESettings
-    from training.ranking_data import load_ranking_data
-    from training.ranking_pipeline import labelled
-    from training.ranking_report import plot_search
-    from training.ranking_tuning import TeacherTrials
-    from training.ranking_tuning import search as run_search
+    from training.ranking.data import load_ranking_data
+    from training.ranking.mmoe import MMoESettings
+    from training.ranking.pipeline import labelled
+    from training.ranking.report import plot_search
+    from training.ranking.tuning import TeacherTrials
+    from training.ranking.tuning import search as run_search
     from vitrine.config import Home
     from vitrine.online.redis_local import redis_url
 
@@ -163,7 +163,7 @@ def search(args) -> dict:
     train_f, val_f = data.part("train"), data.part("val")
     encoder = TeacherEncoder.fit(train_f)
     trials = TeacherTrials(encoder, labelled(encoder, train_f), labelled(encoder, val_f), MMoESettings())
-    out = Path(args.out or home.root / "reports" / "ranking")
+    out = Path(args.out or home.reports / "ranking")
     curves: dict[str, list[list[float]]] = {"pso": [], "random": []}
     runs = []
     for seed in args.seeds:
@@ -190,7 +190,7 @@ def teacher_overrides(pairs: list[str], known: set[str] | None = None) -> dict:
     import ast
     from dataclasses import fields
 
-    from training.mmoe import MMoESettings
+    from training.ranking.mmoe import MMoESettings
 
     known = known or {f.name for f in fields(MMoESettings)}
     out = {}
@@ -216,12 +216,12 @@ def quality(args) -> dict:
 
     from evaluation.ranking import BASELINE_SETTINGS, train_baselines
     from ranking.features import TeacherEncoder
-    from training.fm_student import FMSettings, train_student
-    from training.mmoe import MMoERanker, MMoESettings
-    from training.ranking_data import load_ranking_data
-    from training.ranking_metrics import report
-    from training.ranking_pipeline import STUDENT_FIELDS, head_metrics, labelled
-    from training.teacher_fit import fit, predict
+    from training.ranking.data import load_ranking_data
+    from training.ranking.fm_student import FMSettings, train_student
+    from training.ranking.metrics import report
+    from training.ranking.mmoe import MMoERanker, MMoESettings
+    from training.ranking.pipeline import STUDENT_FIELDS, head_metrics, labelled
+    from training.ranking.teacher_fit import fit, predict
     from vitrine.config import Home
     from vitrine.online.redis_local import redis_url
 

@@ -77,7 +77,7 @@ def start_server(home: Path, config: Path | None = None, processes: int = 1) -> 
 
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "vitrine.cli", "--home", str(home), "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "--home", str(home), "serve", "--port", str(port),
                              "--http-port", "0", *(["--config", str(config)] if config else []),
                              "--processes", str(processes)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -195,7 +195,7 @@ def side_by_side(home: Path, users: list[str], n: int) -> dict:
     """In this process: Feast vs direct reads, and the floor of one request."""
     from serving.config import ServingConfig
     from serving.core import Core
-    from serving.pipeline import _request_features
+    from serving.pipeline import request_features
     from serving.validation import recommend_request
     from vitrine.config import Home
 
@@ -219,7 +219,7 @@ def side_by_side(home: Path, users: list[str], n: int) -> dict:
     q = table[0].copy()
     raw = core.client.hgetall(core.reader.key(user))
     feats = core.reader.decode(raw).values
-    req = _request_features(recommend_request(core.config, user_id=user, k=10))
+    req = request_features(recommend_request(core.config, user_id=user, k=10))
     items500, items_fine = cache.take(rows), cache.take(rows[: core.config.coarse_k])
     parts = {
         "redis_user_read": lambda: core.client.hgetall(core.reader.key(user)),

@@ -104,43 +104,64 @@ def tune_blend(replay: Replay, users, held, exclude, trials: int, seed: int, log
     return best["params"], tried
 
 
-def stage_policies(params: dict, on: dict[str, bool]) -> dict[str, Policy]:
-    """Each stage added to the ones already switched on (`on`), in serving order."""
+# the rankers' share of their stage's score tried on validation (1.0 = the ranker alone); the
+# rest is the recall score, so a ranker can re-order recall's list without discarding it
+RANKER_SHARES = (0.25, 0.5, 0.75, 1.0)
+
+
+def stage_policies(params: dict, on: dict[str, bool], shares: dict[str, float] | None = None
+                   ) -> dict[str, Policy]:
+    """Each stage added to the ones already switched on (`on`), in serving order, the rankers
+    at their `shares` of the stage's score (default 1.0)."""
+    w = {"coarse_weight": 1.0, "fine_weight": 1.0, **{f"{k}_weight": v for k, v in (shares or {}).items()}}
     return {"recall": blend_policy(params, coarse=False, fine=False, diversity=False),
-            "coarse": blend_policy(params, coarse=True, fine=False, diversity=False),
-            "fine": blend_policy(params, coarse=on["coarse"], fine=True, diversity=False),
-            "diversity": blend_policy(params, coarse=on["coarse"], fine=on["fine"], diversity=True)}
+            "coarse": blend_policy(params, coarse=True, fine=False, diversity=False, **w),
+            "fine": blend_policy(params, coarse=on["coarse"], fine=True, diversity=False, **w),
+            "diversity": blend_policy(params, coarse=on["coarse"], fine=on["fine"], diversity=True, **w)}
 
 
 def decide_stages(replay: Replay, users, held, exclude, ks, weights: dict, rankers: bool, log,
-                  objective_name: str = PRIMARY) -> tuple[dict[str, bool], dict[str, str], dict[str, dict]]:
-    """Add coarse, fine and adjust one at a time; keep a stage only if it does not lower
-    validation Recall@20 below the stage before it."""
+                  objective_name: str = PRIMARY
+                  ) -> tuple[dict[str, bool], dict[str, str], dict[str, dict], dict[str, float]]:
+    """Add coarse, fine and adjust one at a time; keep a stage only if it does not lower the
+    validation objective below the stage before it. A ranker stage is tried at each of
+    `RANKER_SHARES` of its stage's score and judged at its best share. Returns the switches,
+    the reasons, the metrics per stage and the rankers' shares."""
     n_items = replay.catalogue.size
     on = {"coarse": False, "fine": False, "diversity": False}
+    shares = {"coarse": 1.0, "fine": 1.0}
     reasons: dict[str, str] = {}
     metrics: dict[str, dict] = {}
     for stage, label in STAGES:
         if stage in ("coarse", "fine") and not rankers:
             reasons[stage] = "off: no ranker trained for this evaluation (--no-rankers)"
             continue
-        policy = stage_policies(weights, on)[stage]
-        lists, ms, degraded = replay.answer(users, policy, max(ks), exclude)
-        metrics[label] = score(lists, held, ks, n_items, ms, degraded)
-        if degraded:
-            log(f"   WARNING: {degraded} degraded answers for {label}")
+        tried = {}
+        for share in (RANKER_SHARES if stage in shares else (1.0,)):
+            policy = stage_policies(weights, on, {**shares, stage: share} if stage in shares else shares)[stage]
+            lists, ms, degraded = replay.answer(users, policy, max(ks), exclude)
+            tried[share] = score(lists, held, ks, n_items, ms, degraded)
+            if degraded:
+                log(f"   WARNING: {degraded} degraded answers for {label} (share {share})")
+        share = max(tried, key=lambda s: (objective_of(tried[s], objective_name), s))
+        metrics[label] = tried[share]
         if stage == "recall":
             before, before_label = objective_of(metrics[label], objective_name), label
             continue
         now = objective_of(metrics[label], objective_name)
         keep = now >= before
         on[stage] = keep
-        reasons[stage] = (f"{'on' if keep else 'off'}: validation {objective_name} {now:.4f} with it vs {before:.4f} "
-                          f"for '{before_label}'")
+        at = ""
+        if stage in shares:
+            shares[stage] = share if keep else 1.0
+            at = f" at {share:.2f} of the stage's score (tried " + ", ".join(
+                f"{s:.2f}: {objective_of(m, objective_name):.4f}" for s, m in tried.items()) + ")"
+        reasons[stage] = (f"{'on' if keep else 'off'}: validation {objective_name} {now:.4f} with it{at} vs "
+                          f"{before:.4f} for '{before_label}'")
         log(f"   {label}: {reasons[stage]}")
         if keep:
             before, before_label = now, label
-    return on, reasons, metrics
+    return on, reasons, metrics, shares
 
 
 def served_label(on: dict[str, bool]) -> str:

@@ -68,7 +68,7 @@ def split_holdout(positives: pd.DataFrame, days: int = 1) -> HoldOut:
 
 def eval_home(home: Home) -> Home:
     """`<home>/eval/retrieval`, sharing the home's log and catalogues by symlink."""
-    sub = Home(home.root / "eval" / "retrieval")
+    sub = Home(home.evaluations / "retrieval")
     sub.root.mkdir(parents=True, exist_ok=True)
     for name in ("events", "catalog"):
         link, target = sub.root / name, getattr(home, name)
@@ -90,8 +90,8 @@ def prepare(home: Home, redis_url: str, holdout: HoldOut, *, epochs: int | None 
     two-tower version trained on the samples before the split. Returns (eval home, trained)."""
     from spark_jobs.run import run_features
     from spark_jobs.session import spark_session
-    from training.retrieval_pipeline import train_retrieval
-    from training.two_tower import TwoTowerSettings
+    from training.retrieval.pipeline import train_retrieval
+    from training.retrieval.two_tower import TwoTowerSettings
     from vitrine.featurestore.realtime import ensure_table
     from vitrine.featurestore.repo import run_feast
 

@@ -24,10 +24,9 @@ it) with the same exclusions: the user's items before the cut are passed as the 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -213,8 +212,8 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
     try:
         weights, report.blend_trials = tune_blend(replay, users, held, exclude, settings.trials, settings.seed, log,
                                                   settings.objective)
-        on, reasons, metrics = decide_stages(replay, users, held, exclude, ks, weights, settings.build.rankers, log,
-                                             settings.objective)
+        on, reasons, metrics, shares = decide_stages(replay, users, held, exclude, ks, weights,
+                                                     settings.build.rankers, log, settings.objective)
         report.baselines = tune_baselines(val, replay.catalogue, users, held, known, settings.trials, log,
                                           settings.objective)
         metrics.update(run_baselines(val, replay.catalogue, users, held, known, report.baselines, ks))
@@ -227,7 +226,8 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
     warnings = warnings_for(metrics, routes)
     chosen = blend_policy(weights)
     policy = Policy(route_weights=chosen.route_weights, route_params=chosen.route_params, coarse=on["coarse"],
-                    fine=on["fine"], diversity=on["diversity"], reasons=reasons, warnings=tuple(warnings),
+                    fine=on["fine"], diversity=on["diversity"], coarse_weight=shares["coarse"],
+                    fine_weight=shares["fine"], reasons=reasons, warnings=tuple(warnings),
                     validation={"split": settings.split, "cut": str(val.time or "per user"), "users": len(users),
                                 PRIMARY: metrics["served"][PRIMARY], "ndcg@20": metrics["served"]["ndcg@20"],
                                 "baselines": {b: metrics[b][PRIMARY] for b in GRIDS}})
@@ -244,7 +244,7 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
         for stage, label in STAGES:
             if stage in ("coarse", "fine") and not settings.build.rankers:
                 continue
-            lists, ms, degraded = replay.answer(users, stage_policies(weights, on)[stage], max(ks), exclude)
+            lists, ms, degraded = replay.answer(users, stage_policies(weights, on, shares)[stage], max(ks), exclude)
             metrics[label] = score(lists, held, ks, replay.catalogue.size, ms, degraded)
         lists, ms, degraded = replay.answer(users, policy, max(ks), exclude)
         metrics["served"] = score(lists, held, ks, replay.catalogue.size, ms, degraded)
@@ -255,7 +255,7 @@ def evaluate_pipeline(home: Home, redis_url: str, settings: PipelineSettings = P
     report.test = CutResult(test.name, len(users), a.cold, metrics, routes)
     report.seconds = time.perf_counter() - started
 
-    out = out or home.root / "reports" / "pipeline"
+    out = out or home.reports / "pipeline"
     write_report(report, out)
     if publish_policy:
         report.policy["version"] = publish(home, policy, report)
@@ -276,10 +276,6 @@ def publish(home: Home, policy: Policy, report: PipelineReport) -> str:
     return directory.name
 
 
-def report_json(report: PipelineReport) -> str:
-    return json.dumps(asdict(report), indent=2, default=str) + "\n"
-
-
 def cli_evaluate(args, home: Home) -> int:
     from vitrine.online.redis_local import redis_url
 
@@ -288,7 +284,7 @@ def cli_evaluate(args, home: Home) -> int:
                                 ks=tuple(args.k) if args.k else DEFAULT_KS, objective=args.objective,
                                 build=BuildSettings(two_tower_epochs=epochs, rankers=not args.no_rankers,
                                                     ranker_epochs=epochs, student_epochs=epochs))
-    out = args.out or home.root / "reports" / "pipeline"
+    out = args.out or home.reports / "pipeline"
     report = evaluate_pipeline(home, redis_url(home), settings, out=out, publish_policy=not args.no_publish,
                                log=lambda m: print(m, flush=True))
     from evaluation.pipeline_report import table

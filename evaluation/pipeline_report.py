@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 from evaluation.baselines import GRIDS
@@ -82,9 +84,11 @@ def plot(report, path: Path) -> Path:
     return path
 
 
-def write_report(report, out: Path) -> None:
-    from evaluation.pipeline import report_json
+def report_json(report) -> str:
+    return json.dumps(asdict(report), indent=2, default=str) + "\n"
 
+
+def write_report(report, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     name = f"pipeline-{report.split}"
     (out / f"{name}.md").write_text(render(report) + "\n")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.ranking_data import RankingData, load_ranking_data
-from training.ranking_metrics import report
-from training.ranking_pipeline import head_metrics, labelled
+from training.ranking.data import RankingData, load_ranking_data, negatives_of
+from training.ranking.metrics import report
+from training.ranking.pipeline import head_metrics, labelled
 from vitrine.config import Home
 from vitrine.versions import latest
 
@@ -28,8 +28,8 @@ def train_baselines(encoder, train_f, val_f, test_f, settings, *, progress: bool
     """Test-row probabilities of the CTR-only DNN (impressions) and the CVR-only DNN (clicked
     rows): `settings` with one expert, no FM part, one task, no segment weights (and none of the
     multi-task options: no task-specific experts, no per-task linear terms, no CTCVR scaling)."""
-    from training.mmoe import MMoERanker
-    from training.teacher_fit import fit, predict
+    from training.ranking.mmoe import MMoERanker
+    from training.ranking.teacher_fit import fit, predict
 
     base = replace(settings, experts=1, fm=False, adapt_weights=False, segment_weights=(), task_experts=0,
                    task_linear=False, detach_ctr_in_ctcvr=False, ctcvr_weight=1.0, fm_tasks=None, fm_into_experts=False,
@@ -54,14 +54,15 @@ def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = Non
     (Markdown, JSON) and plots to `out` (default `<home>/reports/ranking`)."""
     from ranking.fm import FMStudent
     from ranking.teacher import Teacher
-    from training.mmoe import MMoESettings
-    from training.ranking_report import plot_metrics, plot_training, write_metrics
+    from training.ranking.mmoe import MMoESettings
+    from training.ranking.report import plot_metrics, plot_training, write_metrics
 
     teacher = Teacher.load(latest(home, "ranker"))
     student = FMStudent.load(latest(home, "coarse"))
     ds = teacher.manifest["dataset"]
     data = data or load_ranking_data(home, redis_url, fraction=fraction if fraction is not None else ds["fraction"],
-                             eval_fraction=ds["eval_fraction"], seed=ds["seed"])
+                             eval_fraction=ds["eval_fraction"], seed=ds["seed"],
+                             negatives=negatives_of(ds))
     train_f, val_f, test_f = data.part("train"), data.part("val"), data.part("test")
     encoder = teacher.encoder
     p_ctr, p_cvr = teacher.score_frame(test_f)
@@ -80,7 +81,7 @@ def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = Non
     models[f"FM student {student.version}"] = {"ctr": report(test_f["user_id"].to_numpy(),
                                                              test_f["label_click"].to_numpy(), s)}
 
-    out = out or home.root / "reports" / "ranking"
+    out = out or home.reports / "ranking"
     teacher_ctr = models[f"MMoE teacher {teacher.version}"]["ctr"]["auc"]
     bars = {
         "teacher_vs_ctr_dnn_auc": teacher_ctr - models["CTR-only DNN"]["ctr"]["auc"],

@@ -46,7 +46,7 @@ def project_for(cut: Cut) -> str:
 
 
 def cut_home(home: Home, cut: Cut) -> Home:
-    return Home(home.root / "eval" / "pipeline" / f"{cut.split}-{cut.name}")
+    return Home(home.evaluations / "pipeline" / f"{cut.split}-{cut.name}")
 
 
 def write_cut_log(home: Home, cut: Cut, table: pa.Table) -> Home:
@@ -61,7 +61,7 @@ def write_cut_log(home: Home, cut: Cut, table: pa.Table) -> Home:
     written, _ = EventLog(sub.events).append(table.take(rows), f"{cut.split}-{cut.name}")
     if written != len(rows):
         raise RuntimeError(f"{cut.name} cut: wrote {written:,} of {len(rows):,} training events")
-    (sub.root / "catalog").symlink_to(home.catalog, target_is_directory=True)
+    sub.catalog.symlink_to(home.catalog, target_is_directory=True)
     return sub
 
 
@@ -75,6 +75,7 @@ class BuildSettings:
     # long look-back's samples needs ~20 GB at 100%, over the 2-core, 24 GB machine (OOM seen on
     # MovieLens' 160-day test cut); the validation and test days are always joined in full
     ranker_fraction: float = 0.25
+    negatives: str = "auto"  # training.ranking.negatives.SOURCES
 
 
 def build(home: Home, cut: Cut, table: pa.Table, redis_url: str, settings: BuildSettings = BuildSettings(),
@@ -82,11 +83,12 @@ def build(home: Home, cut: Cut, table: pa.Table, redis_url: str, settings: Build
     """Everything serving needs, as of the cut, in the cut's own home and Feast project."""
     from spark_jobs.run import run_features
     from spark_jobs.session import spark_session
-    from training.fm_student import FMSettings
-    from training.mmoe import MMoESettings
-    from training.ranking_pipeline import train_ranking
-    from training.retrieval_pipeline import train_retrieval
-    from training.two_tower import TwoTowerSettings
+    from training.ranking.fm_student import FMSettings
+    from training.ranking.mmoe import MMoESettings
+    from training.ranking.negatives import NegativeSettings
+    from training.ranking.pipeline import train_ranking
+    from training.retrieval.pipeline import train_retrieval
+    from training.retrieval.two_tower import TwoTowerSettings
     from vitrine.featurestore.materialize import materialize
     from vitrine.featurestore.realtime import ensure_table
     from vitrine.featurestore.repo import run_feast
@@ -112,9 +114,10 @@ def build(home: Home, cut: Cut, table: pa.Table, redis_url: str, settings: Build
             student = FMSettings() if settings.student_epochs is None else FMSettings(
                 epochs=settings.student_epochs)
             ranked = train_ranking(sub, redis_url, teacher=teacher, student=student, fraction=settings.ranker_fraction,
-                                   log=lambda m: None)
+                                   negatives=NegativeSettings(source=settings.negatives), log=lambda m: None)
             ctr = ranked.teacher_manifest["metrics"]["test"]["ctr"]["auc"]
-            log(f"   · teacher + student trained (teacher CTR AUC {ctr:.4f} on the cut's last day)")
+            log(f"   · teacher + student trained on {ranked.teacher_manifest['dataset']['negatives']} negatives "
+                f"(teacher CTR AUC {ctr:.4f} on the cut's last day)")
     log(f"   built the {cut.name} cut in {time.perf_counter() - t:.0f}s")
     return sub
 

@@ -154,7 +154,7 @@ def evaluate_retrieval(home: Home, redis_url: str, *, ks: Sequence[int] = DEFAUL
     report = run_methods(retriever, holdout, users, user_frame(sub.features, holdout.split, users), ks,
                          progress=progress)
     report.seconds["total"] = time.perf_counter() - started
-    out = out or home.root / "reports" / "retrieval"
+    out = out or home.reports / "retrieval"
     out.mkdir(parents=True, exist_ok=True)
     (out / "retrieval.json").write_text(json.dumps(report.__dict__, indent=2, default=str) + "\n")
     (out / "retrieval.md").write_text(report.render() + "\n")
@@ -167,7 +167,7 @@ def cli_evaluate(args, home: Home) -> int:
 
     from vitrine.online.redis_local import redis_url
 
-    out = args.out or home.root / "reports" / "retrieval"
+    out = args.out or home.reports / "retrieval"
     report = evaluate_retrieval(home, redis_url(home), ks=tuple(args.k or DEFAULT_KS), out=out,
                                 progress=sys.stderr.isatty(), epochs=args.epochs)
     print(report.render())

@@ -62,14 +62,14 @@ def as_floats(values: Any, n: int) -> np.ndarray:
         return np.full(n, np.nan)
     arr = np.asarray(values)
     if arr.dtype == object:
-        arr = np.array([_to_float(v) for v in arr.ravel()], dtype=np.float64)
+        arr = np.array([to_float(v) for v in arr.ravel()], dtype=np.float64)
     arr = arr.astype(np.float64, copy=False).ravel()
     if len(arr) == 1 and n != 1:
         arr = np.repeat(arr, n)
     return np.where(np.isfinite(arr), arr, np.nan)
 
 
-def _to_float(v: Any) -> float:
+def to_float(v: Any) -> float:
     try:
         return float(v) if v is not None else np.nan
     except (TypeError, ValueError):
@@ -106,7 +106,7 @@ def bag_entries(names: Any, weights: Any) -> list[tuple[str | None, float]]:
         else list(weights)[:len(names)]
     out = []
     for name, w in zip(names, weights, strict=False):
-        w = _to_float(w)
+        w = to_float(w)
         out.append((None if name is None else str(name), w if np.isfinite(w) else 0.0))
     return out
 

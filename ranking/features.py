@@ -33,13 +33,13 @@ from ranking.encoding import (  # noqa: F401 (re-exported: the rankers' encoding
     SLOTS,
     NumericStats,
     Vocabulary,
-    _to_float,
     as_floats,
     as_strings,
     bag_entries,
     fit_vocabulary,
     pad_bag,
     signed_log,
+    to_float,
     value_code,
     value_codes,
 )
@@ -174,10 +174,10 @@ class TeacherEncoder:
     @staticmethod
     def _user_raw(users: Columns, m: int) -> np.ndarray:
         if m == 1:  # one request's user: the values one by one (as as_floats / the known flags do)
-            values = [_first(_col(users, c, 1)) for c in USER_NUMERIC]
-            row = [_to_float(v) for v in values]
+            values = [first_value(_col(users, c, 1)) for c in USER_NUMERIC]
+            row = [to_float(v) for v in values]
             for name, c in USER_KNOWN.items():
-                v = _first(_col(users, c, 1))
+                v = first_value(_col(users, c, 1))
                 missing = v is None or (isinstance(v, float) and (name != "user_known" or not np.isfinite(v)))
                 row.append(0.0 if missing else 1.0)
             out = np.array([row], dtype=np.float64)
@@ -283,8 +283,8 @@ def preference_weight(users: Columns, rows: Columns, bag: str, row_column: str, 
         if m != 1:
             raise ValueError("preference codes are for one user's request (m == 1)")
         out = np.zeros(n, dtype=np.float64)
-        for code, w in preference_codes(bag_entries(_first(_col(users, lists, 1)),
-                                                    _first(_col(users, weights, 1)))).items():
+        for code, w in preference_codes(bag_entries(first_value(_col(users, lists, 1)),
+                                                    first_value(_col(users, weights, 1)))).items():
             out[codes == np.uint64(code)] = w
         return out
     names, wts = pad_bag(_col(users, lists, m), _col(users, weights, m), m)
@@ -318,7 +318,7 @@ def cross_codes(rows: Columns, n: int, columns: list[str]) -> np.ndarray:
     return out
 
 
-def _first(values: Any) -> Any:
+def first_value(values: Any) -> Any:
     """The one value of a length-1 column (list, array), a scalar as it is; NaN-free None."""
     if values is None or isinstance(values, str) or not hasattr(values, "__len__"):
         return values

@@ -28,17 +28,17 @@ from ranking.features import (
     PRICE,
     USER_BAGS,
     Columns,
-    _first,
-    _to_float,
     as_floats,
     as_strings,
     bag_entries,
     cross_codes,
+    first_value,
     fit_vocabulary,
     preference_codes,
     preference_weight,
     request_context_one,
     request_rows,
+    to_float,
 )
 from vitrine.versions import BadModelVersion, verify
 
@@ -72,7 +72,7 @@ class Field:
         """`encode` of a single value (a request's user and context fields), without arrays."""
         if self.kind == "categorical":
             return self._index.get(_one_string(value), 0)
-        x = _to_float(value)
+        x = to_float(value)
         if not math.isfinite(x):
             return 0
         return bisect.bisect_right(self._edge_list, x) + 1
@@ -223,7 +223,7 @@ class FeatureMap:
         for _, f in self._varying:
             if f.kind == "cross" and codes is not None:
                 lists, weights = USER_BAGS[f.side]
-                entries = bag_entries(_first(users.get(lists)), _first(users.get(weights)))
+                entries = bag_entries(first_value(users.get(lists)), first_value(users.get(weights)))
                 out.append(f.offset + f.encode_cross(entries, codes[:, c], n))
                 c += 1
                 continue

@@ -8,7 +8,7 @@ the arrays are its weights, written next to it by `export_arrays` at save time a
 the manifest's checksums. `Teacher.load` checks on a probe batch that this forward pass gives
 the SavedModel's probabilities (|Δ| ≤ 1e-5) and serves with TensorFlow otherwise.
 
-`forward` mirrors `training.mmoe.MMoERanker.call` step by step (inference: dropout off); a
+`forward` mirrors `training.ranking.mmoe.MMoERanker.call` step by step (inference: dropout off); a
 change there needs the same change here — the load-time probe and
 `tests/unit/test_ranking_model.py` catch a mismatch.
 """

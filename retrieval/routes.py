@@ -180,12 +180,30 @@ class HotRoute(RecallRoute):
         return Recalled(self.order[:k], self.heat[:k].astype(np.float32), self.name)
 
 
+NEW_EXPIRY_FLOOR_DAYS = 7.0
+NEW_SHARE = 0.05
+
+
+def new_expiry_days(age_days: np.ndarray, share: float = NEW_SHARE, floor: float = NEW_EXPIRY_FLOOR_DAYS) -> float:
+    """How long a listing counts as new, from the catalogue: at least `floor` days, longer
+    when fewer than `share` of the dated items are that young (a catalogue listed long ago —
+    MovieLens' films by release date — still has its newest 5 % as new arrivals). Items
+    without a listing date never count as new."""
+    dated = np.asarray(age_days, dtype=np.float64)
+    dated = dated[np.isfinite(dated)]
+    if not len(dated):
+        return floor
+    return float(max(floor, np.quantile(dated, share, method="lower")))
+
+
 class NewRoute(RecallRoute):
-    """Items listed within `expiry_days`, newest first; older listings expire from the route."""
+    """Items listed within `expiry_days` (default: derived from the catalogue by
+    `new_expiry_days`), newest first; older listings expire from the route."""
 
     name = "new"
 
-    def __init__(self, catalogue: Catalogue, expiry_days: float = 7.0) -> None:
+    def __init__(self, catalogue: Catalogue, expiry_days: float | None = None) -> None:
+        self.expiry_days = expiry_days = new_expiry_days(catalogue.age_days) if expiry_days is None else expiry_days
         fresh = np.flatnonzero(catalogue.age_days <= expiry_days)
         self.rows = fresh[np.argsort(catalogue.age_days[fresh], kind="stable")]
         self.scores = (1.0 - catalogue.age_days[self.rows] / expiry_days).astype(np.float32)

@@ -57,7 +57,7 @@ def _log_numeric(series: pd.Series) -> np.ndarray:
     return np.log1p(x)
 
 
-def _title_tokens(series: pd.Series) -> np.ndarray:
+def title_tokens(series: pd.Series) -> np.ndarray:
     return _pad_lists(series.fillna("").astype(str).str.lower().str.split(), TITLE_TOKENS)
 
 
@@ -99,7 +99,7 @@ def item_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
         out[name] = _strings(_col(frame, ITEM_COLUMNS[name]))
     for name in ITEM_NUMERIC:
         out[name] = _log_numeric(_col(frame, ITEM_COLUMNS[name]))
-    out["title"] = _title_tokens(_col(frame, ITEM_COLUMNS["title"]))
+    out["title"] = title_tokens(_col(frame, ITEM_COLUMNS["title"]))
     return out
 
 

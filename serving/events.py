@@ -9,9 +9,11 @@
    file (and fsyncs the directory) before returning, so an event is acknowledged only once
    it is on disk. A re-sent event (same id) is a duplicate: acknowledged, not applied twice.
 3. The user's real-time features (`user_realtime`: counts since the last daily snapshot,
-   last event time, recent and bought items) are read, updated and written back through
-   Feast's push source `user_realtime_push`, under a per-user lock, so the next request
-   sees them: a click feeds recall's recent items, a purchase the bought filter.
+   last event time, recent and bought items) are read, updated and written back under a
+   per-user lock, so the next request sees them: a click feeds recall's recent items, a
+   purchase the bought filter. The write goes straight to Redis in the layout of Feast's
+   push source `user_realtime_push` (`direct_pusher`: the bytes `store.push` would write,
+   tested against it), not through `store.push`, which costs ~60 ms a call.
 """
 
 from __future__ import annotations

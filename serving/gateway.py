@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from serving import validation
-from serving.validation import InvalidRequest
+from serving.validation import InvalidRequest, failure_of
 
 log = logging.getLogger("serving.gateway")
 MAX_BODY = 1 << 20
@@ -40,13 +40,12 @@ class _Handler(BaseHTTPRequestHandler):
         t0 = time.perf_counter()
         try:
             fn()
-        except InvalidRequest as e:
-            self.core.metrics.errors.labels(method, "INVALID_ARGUMENT").inc()
-            self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
-        except Exception:
-            log.exception("internal error", extra={"method": method})
-            self.core.metrics.errors.labels(method, "INTERNAL").inc()
-            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": "internal error (logged on the server)"})
+        except Exception as e:
+            failure = failure_of(e)
+            if failure.internal:
+                log.exception("internal error", extra={"method": method})
+            self.core.metrics.errors.labels(method, failure.code).inc()
+            self._json(failure.http, {"error": failure.message})
         finally:
             self.core.metrics.request_seconds.labels(method).observe(time.perf_counter() - t0)
 

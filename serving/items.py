@@ -22,8 +22,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from retrieval.routes import new_expiry_days
+
 RANKER_SERVICE = "ranker_v1"
-HOT_NEW_EXPIRY_DAYS = 7.0
 
 
 def _end(view) -> datetime | None:
@@ -81,7 +82,7 @@ class ItemCache:
         self.online = online = (np.ones(self.size, dtype=bool) if flag is None else
                                 np.array([v is not False for v in flag.tolist()], dtype=bool))  # missing: online
         self.hot = np.flatnonzero(online)[np.argsort(-heat[online], kind="stable")]
-        fresh = np.flatnonzero(online & (age <= HOT_NEW_EXPIRY_DAYS))
+        fresh = np.flatnonzero(online & (age <= new_expiry_days(age)))
         self.new = fresh[np.argsort(age[fresh], kind="stable")]
         self.merchant_codes, self.category_codes = (
             pd.factorize(pd.Series(self.columns[c]) if c in self.columns else pd.Series([None] * self.size))[0]

@@ -51,6 +51,20 @@ def _model_inputs(items: ItemCache, model: Any, rows: np.ndarray,
     return items.take(rows, {*model.request_columns, *extra}), table.take(rows)
 
 
+def fuse(recall: np.ndarray, ranker: np.ndarray, weight: float) -> np.ndarray:
+    """A stage's score: the ranker's alone at weight 1 (unchanged), else `weight` of its
+    min-max normalised score plus the rest of the recall score's (`Policy.coarse_weight`)."""
+    if weight >= 1.0:
+        return ranker
+
+    def minmax(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        span = x.max() - x.min() if len(x) else 0.0
+        return (x - x.min()) / span if span > 0 else np.zeros(len(x))
+
+    return (1.0 - weight) * minmax(recall) + weight * minmax(ranker)
+
+
 def bucket_of(user_id: str) -> int:
     """A stable bucket in [0, 100) from the user id (same user, same bucket, every process)."""
     return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "little") % 100
@@ -147,7 +161,7 @@ def _blocked(user: UserFeatures | None, req: RecommendRequest) -> set[str]:
     return blocked
 
 
-def _request_features(req: RecommendRequest) -> dict[str, int]:
+def request_features(req: RecommendRequest) -> dict[str, int]:
     return {"request_unix_s": req.request_unix_s or int(time.time()),
             "device_code": DEVICES.index(req.device) if req.device in DEVICES else -1}
 
@@ -207,7 +221,8 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
     candidates = clock.run("recall", recall)
     if not candidates:
         raise Degrade("recall_empty")
-    request = _request_features(req)
+    recall_scores = np.fromiter((c.score for c in candidates), dtype=np.float64, count=len(candidates))
+    request = request_features(req)
     to_cache = catalogue_rows(ctx.items, models.retriever)
     rows = (to_cache[np.fromiter((c.row for c in candidates), dtype=np.int64, count=len(candidates))]
             if to_cache is not None else ctx.items.rows([c.item_id for c in candidates]))
@@ -217,7 +232,7 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
             items, part = _model_inputs(ctx.items, models.student, rows)
             scores = np.asarray(models.student.score(user.values, items, request, item_part=part), dtype=np.float64)
             keep = max(config.coarse_k, req.k)
-            return np.argsort(-scores, kind="stable")[:keep], scores
+            return np.argsort(-fuse(recall_scores, scores, policy.coarse_weight), kind="stable")[:keep], scores
 
         order, coarse_scores = clock.run("coarse", coarse)
     else:
@@ -232,12 +247,13 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
             p_ctr, p_cvr = np.asarray(p_ctr, dtype=np.float64), np.asarray(p_cvr, dtype=np.float64)
             price = np.nan_to_num(np.asarray(features.get("item_attributes__price", np.zeros(len(rows))),
                                              dtype=np.float64), nan=0.0).clip(min=0)
-            return p_ctr * (1 + strategy.value_weight * p_cvr * np.log1p(price)), p_ctr, p_cvr
+            value = p_ctr * (1 + strategy.value_weight * p_cvr * np.log1p(price))
+            return fuse(recall_scores[order], value, policy.fine_weight), p_ctr, p_cvr
 
         final, p_ctr, p_cvr = clock.run("fine", fine)
     else:
-        final = 1.0 / (1.0 + np.exp(-coarse_scores[order])) if coarse_scores is not None else \
-            np.array([candidates[i].score for i in order], dtype=np.float64)
+        final = (fuse(recall_scores[order], 1.0 / (1.0 + np.exp(-coarse_scores[order])), policy.coarse_weight)
+                 if coarse_scores is not None else recall_scores[order])
         p_ctr = p_cvr = np.zeros(len(order))
 
     def adjust() -> list[RankedItem]:

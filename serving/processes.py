@@ -26,7 +26,7 @@ def serve_processes(home_root: Path, processes: int, port: int | None, http_port
         port = free_port() if port == 0 else 50051
     children = []
     for i in range(processes):
-        cmd = [sys.executable, "-m", "vitrine.cli", "--home", str(home_root), "serve", "--port", str(port),
+        cmd = [sys.executable, "-m", "app.cli", "--home", str(home_root), "serve", "--port", str(port),
                "--processes", "1"]
         if i > 0:
             cmd += ["--no-http"]

@@ -22,7 +22,7 @@ from serving.api import Recommendation, TrackResult
 from serving.core import Core
 from serving.gateway import Gateway
 from serving.proto import SERVICE_NAME, pb, pb_grpc
-from serving.validation import InvalidRequest
+from serving.validation import failure_of
 
 log = logging.getLogger("serving.server")
 
@@ -49,15 +49,14 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         t0 = time.perf_counter()
         try:
             return fn()
-        except InvalidRequest as e:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(e)
-        except Exception:
-            log.exception("internal error", extra={"method": method})
-            code, message = grpc.StatusCode.INTERNAL, "internal error (logged on the server)"
+        except Exception as e:
+            failure = failure_of(e)
+            if failure.internal:
+                log.exception("internal error", extra={"method": method})
         finally:
             self.core.metrics.request_seconds.labels(method).observe(time.perf_counter() - t0)
-        self.core.metrics.errors.labels(method, code.name).inc()
-        context.abort(code, message)
+        self.core.metrics.errors.labels(method, failure.code).inc()
+        context.abort(grpc.StatusCode[failure.code], failure.message)
 
     def Recommend(self, request: pb.RecommendRequest, context: grpc.ServicerContext) -> pb.RecommendResponse:
         def run() -> pb.RecommendResponse:

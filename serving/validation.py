@@ -1,5 +1,7 @@
 """Request checks shared by gRPC and HTTP. A bad request raises `InvalidRequest` whose
-message says what to fix; the transports map it to INVALID_ARGUMENT / HTTP 400.
+message says what to fix; `failure_of` is the one map from an exception to what both
+transports answer (INVALID_ARGUMENT / HTTP 400, else INTERNAL / HTTP 500 with the details
+only in the server's log).
 
 Events are checked row by row against the event contract (`vitrine.data.validate`) in
 `serving.events`; here only the shape of the batch is checked.
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from serving.api import RecommendRequest
@@ -21,6 +25,21 @@ EVENT_FIELDS = frozenset(EVENTS.names)
 
 class InvalidRequest(VitrineError):
     """The caller sent something we cannot answer; maps to INVALID_ARGUMENT / HTTP 400."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: str  # the gRPC status name (also the `vitrine_errors_total` label)
+    http: HTTPStatus
+    message: str
+    internal: bool  # the caller should log the exception: its details stay on the server
+
+
+def failure_of(error: BaseException) -> Failure:
+    if isinstance(error, InvalidRequest):
+        return Failure("INVALID_ARGUMENT", HTTPStatus.BAD_REQUEST, str(error), internal=False)
+    return Failure("INTERNAL", HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (logged on the server)",
+                   internal=True)
 
 
 def recommend_request(config: ServingConfig, *, user_id: str, k: int, device: str = "", region: str = "",

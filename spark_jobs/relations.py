@@ -1,6 +1,6 @@
 """Relation tables for recall, each a top-K list per key: item-CF neighbours (session
 co-occurrence), ALS factors (`pyspark.ml`, implicit feedback) and content neighbours
-(TF-IDF over title and tags + random-projection LSH, `pyspark.ml`)."""
+(Word2Vec over title and tags + random-projection LSH, `pyspark.ml`)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ TABLES = {
     "item_attributes": "item catalogue attributes (per version, point in time)",
     "merchant_stats": "merchant windows, rates, listed items, rating (per snapshot)",
     "item_cf": "item-CF neighbours: top-K session co-occurrence lists",
-    "content_neighbours": "content neighbours: top-K TF-IDF + LSH lists",
+    "content_neighbours": "content neighbours: top-K Word2Vec + LSH lists",
     "als_user_factors": "ALS user factors",
     "als_item_factors": "ALS item factors",
     "samples": "labelled ranking samples (entity rows + labels)",

@@ -8,6 +8,7 @@ venv's packages are importable inside tasks.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterable
@@ -69,4 +70,7 @@ def spark_session(settings: SparkSettings | None = None):
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
+    # py4j logs "Closing down clientserver connection" at INFO when the interpreter exits,
+    # after a command has handed stderr back to the console
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     return session

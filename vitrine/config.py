@@ -60,6 +60,51 @@ class Home:
     def lock_file(self) -> Path:
         return self.root / ".lock"
 
+    @property
+    def models(self) -> Path:
+        """Published model versions: `models/<model>/<version>/` and `models/<model>/LATEST`."""
+        return self.root / "models"
+
+    @property
+    def datasets(self) -> Path:
+        """Cached point-in-time training sets (the rankers' joined rows)."""
+        return self.root / "datasets"
+
+    @property
+    def training_sets(self) -> Path:
+        """Training sets written on request (`vitrine training-set`, the main job's sample)."""
+        return self.root / "training_sets"
+
+    @property
+    def reports(self) -> Path:
+        """Evaluation reports: `reports/<retrieval|ranking|pipeline>/` (Markdown, JSON, plots)."""
+        return self.root / "reports"
+
+    @property
+    def logs(self) -> Path:
+        """Library output of long commands (`logs/<command>.log`)."""
+        return self.root / "logs"
+
+    @property
+    def evaluations(self) -> Path:
+        """Homes built for offline evaluations (`eval/pipeline/<split>-<cut>/`, `eval/retrieval/`)."""
+        return self.root / "eval"
+
+    @property
+    def real_logs(self) -> Path:
+        """Homes of the shipped real public logs the main job evaluates on (`real/<log>/`)."""
+        return self.root / "real"
+
+    @property
+    def converted(self) -> Path:
+        """A public log converted to the ingest contracts (`vitrine convert`'s CSV files)."""
+        return self.root / "csv"
+
+    @property
+    def synthetic(self) -> Path:
+        """Generated platforms (`synthetic/<preset>-seed<seed>/`)."""
+        return self.root / "synthetic"
+
     def ensure(self) -> Home:
         for path in (self.root, self.events, self.catalog, self.rejects):
             path.mkdir(parents=True, exist_ok=True)

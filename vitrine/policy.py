@@ -7,6 +7,10 @@ with `policy.json` and a manifest; `latest` switched once it verifies).
   missing from the map weighs 0. Empty map: the merger's original rule (best route score).
 - `route_params`: route settings chosen with the blend (how many of the user's recent items
   the neighbour routes expand, and how fast their weight decays).
+- `coarse_weight`, `fine_weight`: the ranker's share of its stage's score, the rest being the
+  candidate's recall score (both min-max normalised within the request). 1.0 = the ranker
+  alone, the pipeline as it always ran; below 1 the rankers re-order recall's list instead
+  of replacing its order — chosen on validation with the stage switches.
 - `coarse`, `fine`, `diversity`: stage switches. A stage that did not beat the stage before
   it on validation is off, with the reason in `reasons`; every A/B arm runs only the stages
   the policy leaves on.
@@ -32,6 +36,8 @@ class Policy:
     coarse: bool = True
     fine: bool = True
     diversity: bool = True
+    coarse_weight: float = 1.0
+    fine_weight: float = 1.0
     reasons: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     validation: dict = field(default_factory=dict)  # the figures the choices were made on
@@ -40,6 +46,10 @@ class Policy:
         for name, w in self.route_weights.items():
             if not isinstance(w, int | float) or w < 0 or w != w:
                 raise ValueError(f"route weight {name}={w!r}: weights must be numbers >= 0")
+        for name in ("coarse_weight", "fine_weight"):
+            w = getattr(self, name)
+            if not isinstance(w, int | float) or not 0 <= w <= 1:
+                raise ValueError(f"{name}={w!r}: the ranker's share of its stage's score is a number in [0, 1]")
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -69,6 +79,10 @@ class Policy:
         return cls.from_dict(json.loads((Path(directory) / POLICY_FILE).read_text()))
 
     def describe(self) -> str:
-        stages = ", ".join(f"{s} {'on' if getattr(self, s) else 'off'}" for s in ("coarse", "fine", "diversity"))
+        def state(s: str) -> str:
+            w = getattr(self, f"{s}_weight", 1.0)
+            return f"{s} {'on' if getattr(self, s) else 'off'}" + (f" ({w:.2f} of the score)" if w < 1 else "")
+
+        stages = ", ".join(state(s) for s in ("coarse", "fine", "diversity"))
         blend = ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.route_weights.items(), key=lambda kv: -kv[1]))
         return f"stages: {stages}; recall blend: {blend or 'best route score'}"

@@ -21,7 +21,7 @@ class BadModelVersion(VitrineError):
 
 
 def models_dir(home: Home, model: str) -> Path:
-    return home.root / "models" / model
+    return home.models / model
 
 
 def new_version_dir(home: Home, model: str) -> Path:

@@ -133,3 +133,41 @@ def test_push_source_updates_realtime_features_online(feast_home):
     got = store.get_online_features(features=["user_realtime:rt_clicks", "user_realtime:rt_recent_items"],
                                     entity_rows=[{"user_id": "u9"}]).to_dict()
     assert got["rt_clicks"] == [1] and got["rt_recent_items"] == [["i2", "i1"]]
+
+
+def test_plain_feast_works_on_the_home_after_the_exports(feast_home, monkeypatch):
+    """What a trainer does: `eval "$(vitrine feast env)"`, then Feast itself — its CLI from
+    `feature_repo/`, and `FeatureStore(...)` pulling a point-in-time dataset by service."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from feast import FeatureStore
+
+    from vitrine.featurestore.repo import FEATURE_REPO, feast_exports
+    from vitrine.featurestore.training import load_samples
+
+    home, url, _ = feast_home
+    exports = feast_exports(home, url)
+    feast = Path(sys.executable).with_name("feast")
+    listed = subprocess.run(["bash", "-c", f"{exports}\ncd {shlex.quote(str(FEATURE_REPO))} && "
+                                           f"{shlex.quote(str(feast))} feature-services list"],
+                            capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "ranker_v1" in listed.stdout and "two_tower_v1" in listed.stdout
+
+    for line in exports.splitlines():
+        key, value = shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        monkeypatch.setenv(key, value)
+    store = FeatureStore(repo_path=str(FEATURE_REPO))
+    rows = load_samples(home).groupby("user_id").tail(1).head(20)[["user_id", "item_id", "event_timestamp"]]
+    plain = store.get_historical_features(entity_df=rows.reset_index(drop=True),
+                                          features=store.get_feature_service("two_tower_v1"),
+                                          full_feature_names=True).to_df()
+    ours = historical_features(feature_store(home, url), "two_tower_v1", rows)
+    column = "user_behaviour__clicks_30d"
+    assert column in plain and len(plain) > 0
+    both = plain.merge(ours, on=["user_id", "item_id"], suffixes=("", "_ours"))
+    assert len(both) > 0
+    assert all(same(a, b) for a, b in zip(both[column], both[f"{column}_ours"], strict=True))

@@ -65,7 +65,7 @@ def test_training_rows_carry_the_same_context_as_serving(applied):
 
 
 def test_two_days_of_samples_cannot_be_split_by_time(applied):
-    from training.ranking_data import load_ranking_data
+    from training.ranking.data import load_ranking_data
 
     home, url = applied
     with pytest.raises(ValueError, match="at least 3 full days"):

@@ -28,11 +28,11 @@ RANKED = ServingConfig(port=0, http_port=None, reload_seconds=3600, budgets=Budg
 @pytest.fixture(scope="module")
 def trained(tiny_data, spark, tmp_path_factory):
     from spark_jobs.run import run_features
-    from training.fm_student import FMSettings
-    from training.mmoe import MMoESettings
-    from training.ranking_pipeline import train_ranking
-    from training.retrieval_pipeline import train_retrieval
-    from training.two_tower import TwoTowerSettings
+    from training.ranking.fm_student import FMSettings
+    from training.ranking.mmoe import MMoESettings
+    from training.ranking.pipeline import train_ranking
+    from training.retrieval.pipeline import train_retrieval
+    from training.retrieval.two_tower import TwoTowerSettings
     from vitrine.data.ingest import ingest
     from vitrine.featurestore.materialize import materialize
     from vitrine.featurestore.realtime import ensure_table

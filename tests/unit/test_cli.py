@@ -7,14 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from vitrine.cli import build_parser, main
+from app.cli import build_parser, main
 from vitrine.data.schemas import render_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_help_lists_every_command_without_loading_heavy_libraries():
-    code = ("import sys; from vitrine.cli import main\n"
+    code = ("import sys; from app.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('pandas', 'pyarrow', 'tensorflow', 'pyspark', 'feast', 'redis') "
             "if m in sys.modules]\nprint('HEAVY', heavy)")
@@ -53,7 +53,7 @@ def test_every_command_has_a_description():
 
 
 def test_cli_preset_names_match_the_presets():
-    from vitrine.cli import PRESET_NAMES
+    from app.registry import PRESET_NAMES
     from vitrine.synth.presets import PRESETS
 
     assert set(PRESET_NAMES) == set(PRESETS)

@@ -37,7 +37,7 @@ def test_one_user_scoring_equals_the_full_sum():
 
 
 def test_distillation_loss_by_hand():
-    from training.ranking_task import distillation_loss
+    from training.ranking.task import distillation_loss
 
     def loss(y, t, s, alpha, temp):
         return float(distillation_loss(np.array([y]), np.array([t], np.float32), np.array([s], np.float32),
@@ -71,8 +71,8 @@ def test_feature_map_offsets_and_encoding():
 
 @pytest.fixture(scope="module")
 def trained_student(tmp_path_factory):
-    from training.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings, train_student
-    from training.ranking_metrics import auc
+    from training.ranking.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings, train_student
+    from training.ranking.metrics import auc
 
     frame = synthetic_frame(4000, seed=1)
     train, val = frame.iloc[:3000].reset_index(drop=True), frame.iloc[3000:].reset_index(drop=True)

@@ -4,7 +4,7 @@ its best start; warnings name a loss to popularity and empty routes."""
 
 from __future__ import annotations
 
-from evaluation.choices import blend_policy, decide_stages, tune_blend, warnings_for
+from evaluation.choices import RANKER_SHARES, blend_policy, decide_stages, tune_blend, warnings_for
 
 
 class FakeRoute:
@@ -40,18 +40,30 @@ HELD = {"a": {"a-x"}, "b": {"b-x"}}
 def test_a_stage_that_lowers_recall_is_switched_off_and_the_next_compares_to_what_stays():
     # coarse loses (no hit), fine wins only without coarse, diversity neutral
     replay = FakeReplay(lambda p: not p.coarse)
-    on, reasons, _ = decide_stages(replay, USERS, HELD, {}, (20,), {"hot": 1.0}, True, lambda *_: None)
+    on, reasons, _, shares = decide_stages(replay, USERS, HELD, {}, (20,), {"hot": 1.0}, True, lambda *_: None)
     assert on == {"coarse": False, "fine": True, "diversity": True}
-    assert reasons["coarse"].startswith("off: validation recall@20 0.0000 with it vs 1.0000")
+    assert shares == {"coarse": 1.0, "fine": 1.0}  # ties go to the ranker alone
+    assert reasons["coarse"].startswith("off: validation recall@20 0.0000 with it at 1.00 of the stage's score")
+    assert "vs 1.0000 for 'recall (tuned blend)'" in reasons["coarse"]
     assert "for 'recall (tuned blend)'" in reasons["fine"]
     assert "for '+ fine (MMoE teacher)'" in reasons["diversity"]
-    fine_policy = replay.calls[2]
+    fine_policy = replay.calls[1 + len(RANKER_SHARES)]  # recall once, coarse at every share
     assert fine_policy.fine and not fine_policy.coarse  # fine was tried on top of recall only
+
+
+def test_a_ranker_is_judged_at_its_best_share_of_the_stage_score():
+    # the coarse stage helps only when it re-orders recall's list at half the score
+    replay = FakeReplay(lambda p: p.coarse and p.coarse_weight == 0.5)
+    on, reasons, _, shares = decide_stages(replay, USERS, HELD, {}, (20,), {}, True, lambda *_: None)
+    assert on["coarse"] and shares["coarse"] == 0.5
+    assert "at 0.50 of the stage's score" in reasons["coarse"]
+    served = next(p for p in replay.calls if p.fine)
+    assert served.coarse and served.coarse_weight == 0.5  # fine is tried on top of the chosen coarse
 
 
 def test_no_rankers_means_coarse_and_fine_off_with_the_reason():
     replay = FakeReplay(lambda p: True)
-    on, reasons, _ = decide_stages(replay, USERS, HELD, {}, (20,), {"hot": 1.0}, False, lambda *_: None)
+    on, reasons, _, _ = decide_stages(replay, USERS, HELD, {}, (20,), {"hot": 1.0}, False, lambda *_: None)
     assert not on["coarse"] and not on["fine"] and "no ranker trained" in reasons["coarse"]
 
 

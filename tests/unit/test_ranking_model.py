@@ -29,7 +29,7 @@ def test_context_features_by_hand():
 def test_esmm_loss_is_the_purchase_loss_of_the_product():
     import tensorflow as tf
 
-    from training.ranking_task import per_example_losses
+    from training.ranking.task import per_example_losses
 
     a, b = np.array([0.3, -1.0], np.float32), np.array([-2.0, 0.5], np.float32)
     losses = per_example_losses({"ctr": tf.constant(a), "cvr": tf.constant(b)}, tf.constant([1.0, 0.0]),
@@ -42,7 +42,7 @@ def test_esmm_loss_is_the_purchase_loss_of_the_product():
 def test_detached_ctr_gets_no_gradient_from_the_ctcvr_loss():
     import tensorflow as tf
 
-    from training.ranking_task import per_example_losses
+    from training.ranking.task import per_example_losses
 
     ctr, cvr = tf.Variable([0.3, -1.0, 2.0]), tf.Variable([-2.0, 0.5, 0.1])
     click, purchase = tf.constant([1.0, 0.0, 1.0]), tf.constant([1.0, 0.0, 0.0])
@@ -58,14 +58,14 @@ def test_detached_ctr_gets_no_gradient_from_the_ctcvr_loss():
 
 
 def test_ctcvr_weight_scales_every_segment():
-    from training.ranking_task import SegmentTaskWeights
+    from training.ranking.task import SegmentTaskWeights
 
     w = SegmentTaskWeights(["high_value"], [("high_value", 1.0, 2.0)], adapt=False, ctcvr_scale=3.0)
     assert w.variable.numpy().tolist() == [[1.0, 3.0], [1.0, 6.0]]
 
 
 def test_segment_task_weights_configured_then_adapted():
-    from training.ranking_task import SegmentTaskWeights
+    from training.ranking.task import SegmentTaskWeights
 
     w = SegmentTaskWeights(["high_value", "normal"], [("high_value", 1.0, 2.0), ("", 0.5, 0.5)], adapt=True,
                            temperature=2.0)
@@ -90,9 +90,9 @@ def frames():
 
 @pytest.fixture(scope="module")
 def teacher_version(frames, tmp_path_factory):
-    from training.mmoe import MMoERanker, MMoESettings, save_teacher
-    from training.ranking_pipeline import labelled
-    from training.teacher_fit import fit, predict
+    from training.ranking.mmoe import MMoERanker, MMoESettings, save_teacher
+    from training.ranking.pipeline import labelled
+    from training.ranking.teacher_fit import fit, predict
     from vitrine.versions import write_manifest
 
     train_f, val_f, test_f = frames
@@ -109,7 +109,7 @@ def teacher_version(frames, tmp_path_factory):
 @pytest.mark.slow  # the module's teacher fit: ~10 s
 def test_teacher_learns_and_reloads_to_identical_scores(frames, teacher_version):
     from ranking.teacher import Teacher
-    from training.ranking_metrics import auc
+    from training.ranking.metrics import auc
 
     directory, in_memory, result = teacher_version
     test_f = frames[2]
@@ -154,10 +154,10 @@ def test_teacher_serving_call_equals_training_rows_and_handles_new_users(frames,
 @pytest.mark.slow
 def test_train_and_evaluate_ranking_publish_versions_and_report(frames, home, tmp_path):
     from evaluation.ranking import evaluate_ranking
-    from training.fm_student import FMSettings
-    from training.mmoe import MMoESettings
-    from training.ranking_data import RankingData
-    from training.ranking_pipeline import train_ranking
+    from training.ranking.data import RankingData
+    from training.ranking.fm_student import FMSettings
+    from training.ranking.mmoe import MMoESettings
+    from training.ranking.pipeline import train_ranking
     from vitrine.versions import latest
 
     frame = pd.concat(frames, ignore_index=True)
@@ -190,7 +190,7 @@ def test_fm_read_out_for_named_tasks_and_fm_into_experts(tmp_path, options):
     """`fm_tasks` / `fm_into_experts`: the FM read-out only on the named logits, the bi-interaction
     vector widening the experts' input; the server's NumPy forward pass equals the SavedModel."""
     from ranking.teacher import Teacher
-    from training.mmoe import MMoERanker, MMoESettings, save_teacher
+    from training.ranking.mmoe import MMoERanker, MMoESettings, save_teacher
     from vitrine.versions import write_manifest
 
     f = synthetic_frame(300, seed=1)
@@ -225,9 +225,9 @@ def test_task_experts_and_task_linear_build_train_and_reload(frames, tmp_path):
     import tensorflow as tf
 
     from ranking.teacher import SAVED_MODEL, Teacher
-    from training.mmoe import MMoERanker, MMoESettings, input_specs, save_teacher
-    from training.ranking_pipeline import labelled
-    from training.teacher_fit import fit, predict
+    from training.ranking.mmoe import MMoERanker, MMoESettings, input_specs, save_teacher
+    from training.ranking.pipeline import labelled
+    from training.ranking.teacher_fit import fit, predict
     from vitrine.versions import write_manifest
 
     train_f, val_f, test_f = frames
@@ -262,7 +262,7 @@ def test_task_experts_and_task_linear_build_train_and_reload(frames, tmp_path):
 
 
 def test_selection_score_ctr_or_mean_of_ctr_and_clicked_row_cvr():
-    from training.teacher_fit import Labelled, selection_score, validation_aucs
+    from training.ranking.teacher_fit import Labelled, selection_score, validation_aucs
 
     click = np.array([1, 1, 1, 1, 0, 0])
     buy = np.array([1, 0, 1, 0, 0, 0])
@@ -283,9 +283,9 @@ def test_selection_score_ctr_or_mean_of_ctr_and_clicked_row_cvr():
 
 @pytest.mark.slow  # a small fit: ~10 s
 def test_fit_selects_and_stops_on_the_mean_of_both_heads(frames):
-    from training.mmoe import MMoERanker, MMoESettings
-    from training.ranking_pipeline import labelled
-    from training.teacher_fit import fit, predict, validation_aucs
+    from training.ranking.mmoe import MMoERanker, MMoESettings
+    from training.ranking.pipeline import labelled
+    from training.ranking.teacher_fit import fit, predict, validation_aucs
 
     train_f, val_f, _ = frames
     enc = TeacherEncoder.fit(train_f)
@@ -307,11 +307,11 @@ def test_fit_selects_and_stops_on_the_mean_of_both_heads(frames):
 def test_weight_average_by_hand_bias_corrected_with_swaps():
     import tensorflow as tf
 
-    from training.teacher_fit import _WeightAverage
+    from training.ranking.teacher_fit import WeightAverage
 
     model = tf.keras.Sequential([tf.keras.layers.Dense(1, kernel_initializer="zeros", bias_initializer="zeros")])
     model(np.zeros((1, 2), np.float32))
-    average = _WeightAverage(model, 0.5)
+    average = WeightAverage(model, 0.5)
     values = (1.0, 3.0, -2.0, 4.0)
     for value in values:
         for v in model.trainable_variables:
@@ -325,14 +325,14 @@ def test_weight_average_by_hand_bias_corrected_with_swaps():
     average.swap_out(raw)
     assert model.layers[0].kernel.numpy().ravel() == pytest.approx([4.0, 4.0])
     with pytest.raises(ValueError, match="decay"):
-        _WeightAverage(model, 1.0)
+        WeightAverage(model, 1.0)
 
 
 @pytest.mark.slow  # a small fit: ~10 s
 def test_fit_with_weight_averaging_keeps_the_validated_averaged_weights(frames):
-    from training.mmoe import MMoERanker, MMoESettings
-    from training.ranking_pipeline import labelled
-    from training.teacher_fit import fit, predict, validation_aucs
+    from training.ranking.mmoe import MMoERanker, MMoESettings
+    from training.ranking.pipeline import labelled
+    from training.ranking.teacher_fit import fit, predict, validation_aucs
 
     train_f, val_f, _ = frames
     enc = TeacherEncoder.fit(train_f)

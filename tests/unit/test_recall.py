@@ -15,6 +15,7 @@ from retrieval.routes import (
     NeighbourRoute,
     NewRoute,
     UserState,
+    new_expiry_days,
 )
 
 
@@ -45,6 +46,17 @@ def test_new_route_expires_and_hot_route_orders_by_heat(catalogue):
     new = NewRoute(catalogue, expiry_days=3).recall(UserState("u"), 10)
     assert new.rows.tolist() == [11, 3, 8]  # listed 0.5, 1 and 2 days ago; the rest expired
     assert HotRoute(catalogue).recall(UserState("u"), 3).rows.tolist() == [0, 1, 2]
+
+
+def test_new_expiry_comes_from_the_catalogue():
+    fresh = np.array([1.0] * 5 + [100.0] * 95)
+    assert new_expiry_days(fresh) == 7.0  # 5 % listed within a week: the floor holds
+    old = np.arange(1000.0, 1100.0)  # listed years ago: the newest 5 % still count as new
+    assert new_expiry_days(old) == 1004.0
+    assert new_expiry_days(np.array([np.nan, np.inf])) == 7.0  # undated items are never new
+    cat = Catalogue(ids=np.array([f"i{k}" for k in range(100)], dtype=object), category=np.full(100, "a", object),
+                    brand=np.full(100, "x", object), online=np.ones(100, bool), heat=np.ones(100), age_days=old)
+    assert NewRoute(cat).recall(UserState("u"), 10).rows.tolist() == [0, 1, 2, 3, 4]
 
 
 def test_category_route_follows_preferences(catalogue):

@@ -13,8 +13,8 @@ from serving.config import ServingConfig, Strategy
 from serving.events import updated_realtime
 from serving.features import UserFeatures
 from serving.items import ItemCache
-from serving.pipeline import bucket_of, diversify, strategy_for
-from serving.validation import InvalidRequest, event_batch, recommend_request
+from serving.pipeline import bucket_of, diversify, fuse, strategy_for
+from serving.validation import InvalidRequest, event_batch, failure_of, recommend_request
 
 CONFIG = ServingConfig()
 
@@ -127,3 +127,20 @@ def test_config_from_json(tmp_path):
         ServingConfig.from_json(path)
     with pytest.raises(ValueError, match="add up to 100"):
         ServingConfig(strategies=(Strategy("a", 50),))
+
+
+def test_fuse_keeps_the_ranker_alone_at_share_one_and_mixes_normalised_scores_below():
+    recall, ranker = np.array([3.0, 2.0, 1.0]), np.array([0.1, 0.3, 0.2])
+    assert fuse(recall, ranker, 1.0) is ranker  # unchanged: the pipeline as it always ran
+    # min-max: recall → 1, 0.5, 0; ranker → 0, 1, 0.5; at 0.25: 0.75·recall + 0.25·ranker
+    assert fuse(recall, ranker, 0.25).tolist() == pytest.approx([0.75, 0.625, 0.125])
+    assert fuse(recall, np.ones(3), 0.5).tolist() == pytest.approx([0.5, 0.25, 0.0])  # flat ranker: 0
+
+
+def test_one_failure_map_for_both_transports():
+    bad = failure_of(InvalidRequest("k must be between 1 and 500"))
+    assert (bad.code, int(bad.http), bad.message, bad.internal) == (
+        "INVALID_ARGUMENT", 400, "k must be between 1 and 500", False)
+    boom = failure_of(KeyError("secret detail"))
+    assert (boom.code, int(boom.http), boom.internal) == ("INTERNAL", 500, True)
+    assert "secret" not in boom.message

@@ -16,7 +16,7 @@ def frame():
 
 
 def _save(frame, directory, **options):
-    from training.mmoe import MMoERanker, MMoESettings, save_teacher
+    from training.ranking.mmoe import MMoERanker, MMoESettings, save_teacher
     from vitrine.versions import write_manifest
 
     enc = TeacherEncoder.fit(frame)

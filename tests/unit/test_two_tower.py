@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from retrieval.tower_inputs import ITEM_COLUMNS, USER_COLUMNS
-from training.two_tower import TwoTowerSettings, train
+from training.retrieval.two_tower import TwoTowerSettings, train
 from vitrine.versions import BadModelVersion, verify
 
 pytestmark = pytest.mark.slow

@@ -52,6 +52,16 @@ def feast_env(home: Home, redis_url: str) -> dict[str, str]:
             "VITRINE_FEAST_REDIS": feast_connection_string(redis_url)}
 
 
+def feast_exports(home: Home, redis_url: str) -> str:
+    """`export ...` lines (`eval "$(vitrine feast env)"`) after which plain Feast works on the
+    home from the repository root: `feast -c feature_repo -f feature_store.yaml apply` (or
+    `cd feature_repo && feast apply`: its `feature_store.yaml` links to the root one), `feast ui`,
+    and `FeatureStore(repo_path="feature_repo")` in a notebook."""
+    import shlex
+
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in feast_env(home, redis_url).items())
+
+
 def run_feast(home: Home, redis_url: str, args: Sequence[str], check: bool = True,
               capture: bool = False) -> subprocess.CompletedProcess:
     """`feast -c feature_repo -f feature_store.yaml ARGS` with the home's environment."""

@@ -2,7 +2,7 @@
 GradientTape loop over epochs with per-segment task weights, a validation score after every
 epoch (`MMoESettings.select_on`), early stopping with the best epoch's weights restored, and an optional hook that lets
 a tuner stop a bad trial early. With `ema_epochs` (default 1) what is validated, kept and saved is
-a moving average of the weights (`_WeightAverage`); training itself goes on from the raw ones."""
+a moving average of the weights (`WeightAverage`); training itself goes on from the raw ones."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from training.mmoe import MMoERanker, MMoESettings
-from training.ranking_metrics import auc
-from training.ranking_task import SegmentTaskWeights, per_example_losses
+from training.ranking.metrics import auc
+from training.ranking.mmoe import MMoERanker, MMoESettings
+from training.ranking.task import SegmentTaskWeights, per_example_losses
 
 Arrays = dict[str, np.ndarray]
 _PREDICT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -131,7 +131,7 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
         if settings.ema_epochs < 0:
             raise ValueError(f"ema_epochs {settings.ema_epochs}: expected 0 (off) or a positive number of epochs")
         model({k: v[:2] for k, v in train.inputs.items()}, training=False)  # create the weights to average
-        averaged = _WeightAverage(model, 1.0 - 1.0 / max(settings.ema_epochs * steps, 1.0 + 1e-9))
+        averaged = WeightAverage(model, 1.0 - 1.0 / max(settings.ema_epochs * steps, 1.0 + 1e-9))
 
     @tf.function
     def step(batch):
@@ -189,7 +189,7 @@ def fit(model: MMoERanker, train: Labelled, val: Labelled, settings: MMoESetting
     return result
 
 
-class _WeightAverage:
+class WeightAverage:
     """An exponential moving average of a model's trainable weights, updated after every step,
     bias-corrected as Adam's moments are: after t steps the average is
     Σ_i (1 − d)·d^(t−i)·w_i / (1 − d^t), so the zero start weighs nothing and `decay` sets the

@@ -19,11 +19,13 @@ import numpy as np
 import pandas as pd
 
 from ranking.features import TeacherEncoder
-from training.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings
-from training.fm_student import FEATURE_SERVICE as STUDENT_SERVICE
-from training.ranking_data import SERVICE as TEACHER_SERVICE
-from training.ranking_data import TRAIN_FRACTION, RankingData, load_ranking_data
-from training.ranking_metrics import report
+from training.ranking.data import SERVICE as TEACHER_SERVICE
+from training.ranking.data import TRAIN_FRACTION, RankingData, load_ranking_data
+from training.ranking.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings
+from training.ranking.fm_student import FEATURE_SERVICE as STUDENT_SERVICE
+from training.ranking.metrics import report
+from training.ranking.negatives import DEFAULT as DEFAULT_NEGATIVES
+from training.ranking.negatives import NegativeSettings
 from vitrine.config import Home
 from vitrine.versions import BadModelVersion, new_version_dir, publish, write_manifest
 
@@ -40,7 +42,7 @@ class RankingRun:
 
 
 def labelled(encoder: TeacherEncoder, frame: pd.DataFrame):
-    from training.teacher_fit import Labelled
+    from training.ranking.teacher_fit import Labelled
 
     return Labelled(encoder.encode_frame(frame), frame["label_click"].to_numpy(),
                     frame["label_purchase"].to_numpy(), frame["user_id"].to_numpy())
@@ -66,19 +68,21 @@ def _settings_json(settings) -> dict:
 
 def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettings | None = None,
                   fraction: float = TRAIN_FRACTION, tune: str | None = None, budget: int = 6, progress: bool = False,
-                  report_dir: Path | None = None, data: RankingData | None = None, log=print) -> RankingRun:
+                  report_dir: Path | None = None, data: RankingData | None = None,
+                  negatives: NegativeSettings = DEFAULT_NEGATIVES, log=print) -> RankingRun:
     """Train, verify and publish the teacher (`ranker`) and the student (`coarse`). `data`:
-    already joined and split rows (default: the home's cached `ranker_v1` set at `fraction`)."""
+    already joined and split rows (default: the home's cached `ranker_v1` set at `fraction`,
+    its negatives per `negatives`: logged impressions, else recall candidates)."""
     from ranking.fm import FMStudent
     from ranking.teacher import Teacher
-    from training.fm_student import train_student
-    from training.mmoe import MMoERanker, MMoESettings, save_teacher
-    from training.ranking_report import plot_search, plot_training
-    from training.teacher_fit import fit, predict
+    from training.ranking.fm_student import train_student
+    from training.ranking.mmoe import MMoERanker, MMoESettings, save_teacher
+    from training.ranking.report import plot_search, plot_training
+    from training.ranking.teacher_fit import fit, predict
 
     settings = base = teacher or MMoESettings()
-    report_dir = report_dir or home.root / "reports" / "ranking"
-    data = data or load_ranking_data(home, redis_url, fraction=fraction)
+    report_dir = report_dir or home.reports / "ranking"
+    data = data or load_ranking_data(home, redis_url, fraction=fraction, negatives=negatives)
     log(f"training set {'(cached) ' if data.cached else ''}{data.path.name}: "
         + ", ".join(f"{k} {v['rows']:,} rows / {v['clicks']:,} clicks / {v['purchases']:,} purchases"
                     for k, v in data.describe().items() if k in ("train", "val", "test")) + f" ({data.seconds:.0f}s)")
@@ -89,7 +93,7 @@ def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettin
 
     tuning = None
     if tune:
-        from training.ranking_tuning import TeacherTrials, search
+        from training.ranking.tuning import TeacherTrials, search
 
         log_path = report_dir / f"tuning-{tune}.jsonl"
         log_path.unlink(missing_ok=True)
@@ -161,14 +165,15 @@ def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettin
 
 
 def cli_train(args, home: Home) -> None:
-    from training.fm_student import FMSettings as _FM
-    from training.mmoe import MMoESettings
+    from training.ranking.fm_student import FMSettings as _FM
+    from training.ranking.mmoe import MMoESettings
     from vitrine.online.redis_local import redis_url
 
     teacher = MMoESettings() if args.epochs is None else MMoESettings(epochs=args.epochs)
     student = _FM() if args.epochs is None else _FM(epochs=args.epochs)
     run = train_ranking(home, redis_url(home), teacher=teacher, student=student,
                         fraction=args.fraction if args.fraction is not None else TRAIN_FRACTION, tune=args.tune,
-                        budget=args.budget or 6, progress=sys.stderr.isatty())
+                        budget=args.budget or 6, progress=sys.stderr.isatty(),
+                        negatives=NegativeSettings(source=getattr(args, "negatives", None) or "auto"))
     print(f"ranker {run.teacher_dir.name} and coarse {run.student_dir.name} published as latest; "
           f"curves in {run.report_dir}")

@@ -9,7 +9,7 @@ output. With `fm_tasks` a task's logit also adds a read-out of the FM part and f
 terms (DeepFM-style, the first default — 0.002 CTR AUC lower on `demo`).
 
 The same class with one expert, no FM part and one task is the single-task DNN baseline.
-The model only computes logits; `training/ranking_task.py` owns the losses.
+The model only computes logits; `training/ranking/task.py` owns the losses.
 """
 
 from __future__ import annotations

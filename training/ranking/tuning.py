@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ranking.features import TeacherEncoder
-from training.mmoe import MMoERanker, MMoESettings
 from training.pso import Dimension, MedianStopper, Outcome, SearchResult, SearchSpace, pso_search, random_search
-from training.teacher_fit import Labelled, fit
+from training.ranking.mmoe import MMoERanker, MMoESettings
+from training.ranking.teacher_fit import Labelled, fit
 
 SPACE = SearchSpace((
     Dimension("learning_rate", 3e-4, 1e-2, log=True),

@@ -9,43 +9,28 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # TFRS 0.7 needs Keras 2 (tf-keras)
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 
-@dataclass(frozen=True)
-class TwoTowerSettings:
-    embedding_dim: int = 32
-    id_dim: int = 32
-    feature_dim: int = 8
-    hidden: tuple[int, ...] = (64,)
-    learning_rate: float = 0.05
-    epochs: int = 3
-    batch_size: int = 512
-    temperature: float = 0.1
-    log_q: bool = True  # subtract log(item frequency): popular items are not over-rewarded
-    seed: int = 0
-
-
-
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from retrieval.tower_inputs import (  # noqa: E402
+from retrieval.tower_inputs import (
     ITEM_COLUMNS,
     ITEM_NUMERIC,
     USER_COLUMNS,
     USER_NUMERIC,
     Vocabularies,
-    _title_tokens,
     item_inputs,
+    title_tokens,
     user_inputs,
 )
-from vitrine.versions import write_manifest  # noqa: E402
+from training.retrieval.settings import TwoTowerSettings
+from vitrine.versions import write_manifest
 
 FEATURE_SERVICE = "two_tower_v1"
+DEFAULT_SETTINGS = TwoTowerSettings()
 NO_VALUES = "<none seen in training>"  # the single entry of a vocabulary that saw no values
 
 
@@ -77,7 +62,7 @@ def build_vocabularies(positives: pd.DataFrame, catalogue: pd.DataFrame) -> Voca
     for name in ("category", "top_category", "brand"):
         vocab.values[name] = values(pd.Series(c[name]), pd.Series(p_items[name]),
                                     pd.Series(u["top_categorys"].ravel()) if name == "category" else pd.Series([]))
-    titles = pd.Series(_title_tokens(catalogue[ITEM_COLUMNS["title"]]).ravel())
+    titles = pd.Series(title_tokens(catalogue[ITEM_COLUMNS["title"]]).ravel())
     vocab.values["title"] = titles[titles != ""].value_counts().head(5000).index.sort_values().tolist()
     for name, known in vocab.values.items():
         if not known:  # e.g. no users catalogue: every profile value unknown (Keras refuses [])
@@ -117,7 +102,7 @@ def embed_users(user_tower, users: pd.DataFrame, batch: int = 4096) -> np.ndarra
 
 
 def train(positives: pd.DataFrame, catalogue: pd.DataFrame, *, out_dir: Path,
-          settings: TwoTowerSettings = TwoTowerSettings(), data_window: tuple[str, str] | None = None,
+          settings: TwoTowerSettings = DEFAULT_SETTINGS, data_window: tuple[str, str] | None = None,
           users: pd.DataFrame | None = None, progress: bool = False) -> TrainedTwoTower:
     """Fit on `positives` (user_id, item_id + two_tower_v1 columns, one row per engagement),
     embed every `catalogue` item, and write a version to `out_dir`. `users` (user_id + the
@@ -125,7 +110,7 @@ def train(positives: pd.DataFrame, catalogue: pd.DataFrame, *, out_dir: Path,
     the user tower only for users whose real-time behaviour changed since."""
     import tensorflow as tf
 
-    from training.two_tower_model import USER_SPECS, TwoTowerModel, serving_function
+    from training.retrieval.model import USER_SPECS, TwoTowerModel, serving_function
 
     if positives.empty:
         raise ValueError("no positive rows to train the two-tower model on")

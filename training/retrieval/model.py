@@ -24,7 +24,7 @@ from retrieval.tower_inputs import (
     USER_NUMERIC,
     Vocabularies,
 )
-from training.two_tower import TwoTowerSettings
+from training.retrieval.settings import TwoTowerSettings
 
 
 def _lookup(vocabulary: list[str], mask: bool = False) -> tf.keras.layers.StringLookup:

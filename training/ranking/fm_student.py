@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from ranking.fm import FeatureMap, fm_logits, save_arrays
-from training.ranking_metrics import auc
-from training.ranking_task import distillation_loss
+from training.ranking.metrics import auc
+from training.ranking.task import distillation_loss
 
 FEATURE_SERVICE = "coarse_v1"
 

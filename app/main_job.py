@@ -12,18 +12,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
+from app.flows import data_dir, done, run_feature_pipeline, stage
 from vitrine.config import Home
-
-
-def _stage(title: str) -> float:
-    print(f"\n== {title}", flush=True)
-    return time.perf_counter()
-
-
-def _done(started: float) -> None:
-    print(f"   ({time.perf_counter() - started:.1f}s)", flush=True)
 
 
 def home_summary(home: Home) -> str:
@@ -61,22 +52,22 @@ def run_demo(home: Home, *, preset: str = "demo", seed: int = 0) -> int:
     data = data_dir(home, preset, seed)
     manifest = data / "manifest.json"
 
-    t = _stage(f"generate the {preset!r} synthetic platform → {data}")
+    t = stage(f"generate the {preset!r} synthetic platform → {data}")
     if manifest.exists():
         print(f"   already generated ({json.loads(manifest.read_text())['total_events']:,} events)")
     else:
         print(generate(get_preset(preset), data, seed=seed, progress=sys.stderr.isatty()).render())
-    _done(t)
+    done(t)
 
-    t = _stage("ingest merchants, items, users and events")
+    t = stage("ingest merchants, items, users and events")
     report = ingest(home, merchants=[data / "merchants.parquet"], items=[data / "items.parquet"],
                     users=[data / "users.parquet"], events=[data / "events"], progress=sys.stderr.isatty())
     print(report.render())
-    _done(t)
+    done(t)
 
-    t = _stage("summary")
+    t = stage("summary")
     print(home_summary(home))
-    _done(t)
+    done(t)
 
     from vitrine.online.redis_local import redis_url
 
@@ -96,16 +87,16 @@ def show_features(home: Home, url: str) -> None:
     from vitrine.featurestore.repo import feature_store
     from vitrine.featurestore.training import build_training_set
 
-    t = _stage("point-in-time training set (ranker_v1, 5 % of the labelled samples)")
+    t = stage("point-in-time training set (ranker_v1, 5 % of the labelled samples)")
     ts = build_training_set(home, url, "ranker_v1", fraction=0.05,
-                            out=home.root / "training_sets" / "ranker_v1-sample.parquet")
+                            out=home.training_sets / "ranker_v1-sample.parquet")
     print(ts.render())
     labels = ts.frame[["label_click", "label_purchase"]].mean()
     print(f"   click rate {labels['label_click']:.2%}, purchase rate {labels['label_purchase']:.2%}; "
           f"user features present on {ts.frame['user_behaviour__clicks_30d'].notna().mean():.0%} of rows")
-    _done(t)
+    done(t)
 
-    t = _stage("online features of the most active user (Redis, through Feast)")
+    t = stage("online features of the most active user (Redis, through Feast)")
     store = feature_store(home, url)
     import pandas as pd
 
@@ -117,25 +108,25 @@ def show_features(home: Home, url: str) -> None:
     for key, values in row.items():
         value = values[0]
         print(f"   {key:<16} {value[:5] if isinstance(value, list) else value}")
-    _done(t)
+    done(t)
 
 
 def train_and_evaluate_retrieval(home: Home, url: str) -> None:
     from evaluation.retrieval import evaluate_retrieval
-    from training.retrieval_pipeline import train_retrieval
+    from training.retrieval.pipeline import train_retrieval
 
-    t = _stage("train retrieval: TFRS two-tower on every clicked sample, published as latest")
+    t = stage("train retrieval: TFRS two-tower on every clicked sample, published as latest")
     m = train_retrieval(home, url, progress=sys.stderr.isatty()).manifest
     print(f"   two-tower {m['version']}: {m['metrics']['positives']:,} positives, {m['metrics']['items']:,} items, "
           f"loss {m['metrics']['train_loss'][0]:.1f} → {m['metrics']['train_loss'][-1]:.1f}")
-    _done(t)
-    t = _stage("evaluate retrieval: routes, merged and baselines on a last-day hold-out")
+    done(t)
+    t = stage("evaluate retrieval: routes, merged and baselines on a last-day hold-out")
     report = evaluate_retrieval(home, url, progress=sys.stderr.isatty(), log=lambda m: print(m, flush=True))
     print(report.render())
     k = max(report.ks)
     print(f"   merged {'beats' if report.merged_wins(k) else 'does NOT beat'} every route and both baselines "
           f"on recall@{k}; table and plot in {home.root / 'reports' / 'retrieval'}")
-    _done(t)
+    done(t)
 
 
 # the main job's rankers train on this share of the training days' samples (the validation and
@@ -147,17 +138,17 @@ MAIN_JOB_RANKING_FRACTION = 0.3
 def train_and_evaluate_ranking(home: Home, url: str, *, budget: int = 4,
                                fraction: float = MAIN_JOB_RANKING_FRACTION) -> None:
     from evaluation.ranking import evaluate_ranking
-    from training.ranking_pipeline import train_ranking
+    from training.ranking.pipeline import train_ranking
 
-    t = _stage(f"train ranking: PSO search ({budget} trials) → MMoE teacher → distilled FM student, published "
+    t = stage(f"train ranking: PSO search ({budget} trials) → MMoE teacher → distilled FM student, published "
                f"({fraction:.0%} of the training days' samples)")
     run = train_ranking(home, url, tune="pso", budget=budget, fraction=fraction, progress=sys.stderr.isatty(),
                         log=lambda m: print("   " + m, flush=True))
     print(f"   ranker {run.teacher_dir.name}, coarse {run.student_dir.name}; curves in {run.report_dir}")
-    _done(t)
-    t = _stage("evaluate ranking: teacher, student and single-task baselines on the last day")
+    done(t)
+    t = stage("evaluate ranking: teacher, student and single-task baselines on the last day")
     evaluate_ranking(home, url, progress=sys.stderr.isatty(), log=lambda m: print("   " + str(m), flush=True))
-    _done(t)
+    done(t)
 
 
 def serve_and_show(home: Home, url: str, *, users: int = 3, k: int = 5) -> None:
@@ -171,7 +162,7 @@ def serve_and_show(home: Home, url: str, *, users: int = 3, k: int = 5) -> None:
     from serving.proto import pb, pb_grpc
     from serving.server import start_server
 
-    t = _stage("serve: the gRPC Recommender on a free port, real recommendations")
+    t = stage("serve: the gRPC Recommender on a free port, real recommendations")
     running = start_server(Core(home, ServingConfig(port=0, http_port=None), redis_url=url), port=0, http_port=None)
     try:
         print(f"   serving on 127.0.0.1:{running.port} ({running.core.models.current.version_string()})")
@@ -207,7 +198,7 @@ def serve_and_show(home: Home, url: str, *, users: int = 3, k: int = 5) -> None:
     finally:
         running.stop(0)
     print(f"   run it yourself: vitrine --home {home.root} serve --port 50051")
-    _done(t)
+    done(t)
 
 
 def evaluate_on_real_log(home: Home, url: str, kind: str = "taobao") -> None:
@@ -219,9 +210,9 @@ def evaluate_on_real_log(home: Home, url: str, kind: str = "taobao") -> None:
     from vitrine.data.convert import convert, shipped
     from vitrine.data.ingest import ingest
 
-    t = _stage(f"quality on a real log ({kind}, shipped extract): the served pipeline vs tuned baselines")
-    real = Home(home.root / "real" / kind)
-    converted, paths = convert(kind, shipped(kind), real.root / "csv")
+    t = stage(f"quality on a real log ({kind}, shipped extract): the served pipeline vs tuned baselines")
+    real = Home(home.real_logs / kind)
+    converted, paths = convert(kind, shipped(kind), real.converted)
     print("   " + converted.render())
     ingest(real, events=[paths["events"]], items=[paths["items"]],
            users=[paths["users"]] if "users" in paths else ())
@@ -233,41 +224,4 @@ def evaluate_on_real_log(home: Home, url: str, kind: str = "taobao") -> None:
     for verdict in report.verdicts():
         print(f"   {verdict}")
     print(f"   report and plot in {real.root / 'reports' / 'pipeline'}; all figures: docs/quality.md")
-    _done(t)
-
-
-def data_dir(home: Home, preset: str, seed: int) -> Path:
-    return home.root / "synthetic" / f"{preset}-seed{seed}"
-
-
-def run_feature_pipeline(home: Home, *, redis: str, spark_settings=None, as_of=None,
-                         snapshot_days: int | None = None, only: list[str] | None = None,
-                         skip_jobs: bool = False, full: bool = False) -> dict:
-    """Spark jobs → `feast apply` → incremental materialisation into Redis."""
-    from vitrine.featurestore.materialize import materialize
-    from vitrine.featurestore.realtime import ensure_table
-    from vitrine.featurestore.repo import run_feast
-
-    result: dict = {}
-    if not skip_jobs:
-        from spark_jobs.run import run_features
-        from spark_jobs.session import spark_session
-
-        t = _stage("Spark feature jobs")
-        spark = spark_session(spark_settings)
-        run = run_features(home, spark, as_of=as_of, snapshot_days=snapshot_days, only=only,
-                           progress=lambda name: print(f"   · {name}", flush=True))
-        print(run.render())
-        result["jobs"] = run.__dict__
-        _done(t)
-    ensure_table(home)
-    t = _stage("feast apply")
-    out = run_feast(home, redis, ["apply"], capture=True)
-    print("   " + "\n   ".join(line for line in out.stdout.splitlines() if line.strip())[-2000:])
-    _done(t)
-    t = _stage("materialise into Redis (incremental)")
-    report = materialize(home, redis, full=full, progress=lambda name: print(f"   · {name}", flush=True))
-    print(report.render())
-    result["materialize"] = {k: v.__dict__ for k, v in report.views.items()}
-    _done(t)
-    return result
+    done(t)

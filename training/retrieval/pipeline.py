@@ -8,7 +8,7 @@ item's latest attributes and stats. The version is published as `latest` once it
 from __future__ import annotations
 
 from retrieval.tables import item_frame, user_frame
-from training.two_tower import TrainedTwoTower, TwoTowerSettings, train
+from training.retrieval.two_tower import TrainedTwoTower, TwoTowerSettings, train
 from vitrine.config import Home
 from vitrine.featurestore.training import build_training_set, load_samples
 from vitrine.versions import new_version_dir, publish
