@@ -181,22 +181,13 @@ def direct_pusher(store, client, project: str) -> Callable[[pd.DataFrame], None]
              if v.online and getattr(v.stream_source, "name", None) == PUSH_SOURCE]
     if not views:
         raise ValueError(f"no online feature view is fed by the push source {PUSH_SOURCE!r}: run feast apply")
-    plans = []
-    for view in views:
-        keys = [c.name for c in view.entity_columns]
-        features = [(f.name, f.dtype, encode.field_key(view.name, f.name)) for f in view.features]
-        plans.append((keys, features, f"_ts:{view.name}".encode(), view.batch_source.timestamp_field))
+    layouts = [encode.ViewLayout.of(view) for view in views]
 
     def push(df: pd.DataFrame) -> None:
         with client.pipeline(transaction=False) as pipe:
-            for keys, features, ts_field, ts_col in plans:
-                rkeys = encode.entity_keys({k: df[k].astype(str).tolist() for k in keys}, project)
-                stamps = encode.timestamps(df[ts_col])
-                cols = [(fk, encode.column(df[name], dtype)) for name, dtype, fk in features]
-                for i, rkey in enumerate(rkeys):
-                    mapping = {fk: col[i] for fk, col in cols}
-                    mapping[ts_field] = stamps[i]
-                    pipe.hset(rkey, mapping=mapping)
+            for layout in layouts:
+                for rkey, fields in layout.rows(df, project):
+                    pipe.hset(rkey, mapping=dict(fields))
             pipe.execute()
 
     return push

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vitrine.featurestore.encode import entity_keys, field_key
+from vitrine.featurestore.encode import decode_timestamp, decode_value, entity_keys, field_key, timestamp_field
 
 
 @dataclass(frozen=True)
@@ -47,22 +47,6 @@ class UserFeatures:
         return bool(self.timestamps)
 
 
-def decode_value(raw: bytes) -> Any:
-    from feast.protos.feast.types.Value_pb2 import Value
-    from feast.type_map import feast_value_type_to_python_type
-
-    if not raw:
-        return None
-    return feast_value_type_to_python_type(Value.FromString(raw))
-
-
-def decode_timestamp(raw: bytes) -> int:
-    from google.protobuf.timestamp_pb2 import Timestamp
-
-    ts = Timestamp.FromString(raw)
-    return ts.seconds * 1_000_000 + ts.nanos // 1000
-
-
 class UserFeatureReader:
     """Reads one user's online features straight from Redis (raises redis errors as they are)."""
 
@@ -72,7 +56,7 @@ class UserFeatureReader:
         self._fields: dict[bytes, str] = {}
         self._ts_fields: dict[bytes, str] = {}
         for view in self.views:
-            self._ts_fields[f"_ts:{view.name}".encode()] = view.name
+            self._ts_fields[timestamp_field(view.name)] = view.name
             for name, _ in view.features:
                 self._fields[field_key(view.name, name)] = f"{view.name}__{name}"
         self.names = list(self._fields.values())

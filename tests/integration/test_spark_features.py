@@ -117,3 +117,22 @@ def test_click_only_logs_get_sampled_negatives(tmp_path: Path, spark):
     assert not set(zip(negatives.user_id, negatives.item_id, negatives.session_id, strict=True)) & pos_keys
     ub = table(home, "user_behaviour")
     assert ub.ctr_30d.isna().all()  # no impressions, no CTR — not a made-up number
+
+
+def test_segment_thresholds_rise_with_the_log_and_never_fall_below_their_floors(spark):
+    from datetime import date
+
+    from spark_jobs.io import Clock
+    from spark_jobs.user_features import UserFeatureSettings, segment_thresholds
+
+    last, earlier = date(2024, 5, 3), date(2024, 5, 2)
+    clock = Clock(as_of=datetime(2024, 5, 3, tzinfo=UTC), snapshots=(earlier, last), lookback_days=30)
+    # at the last snapshot, 20 active users buying 0..19 times and clicking 10..48 times (even),
+    # one idle user (no clicks) and an older snapshot with huge counts: neither may count
+    rows = [(last, 10 + 2 * i, i) for i in range(20)] + [(last, 0, 500), (earlier, 999, 999)]
+    sums = spark.createDataFrame(rows, "snap_day date, clicks_30d long, purchases_30d long")
+    high_value, potential = segment_thresholds(sums, clock, UserFeatureSettings())
+    assert high_value == 17  # the 90th percentile of 0..19 (approxQuantile: the 18th of 20 values)
+    assert potential in (28, 30)  # the median active user's clicks (approximate quantile)
+    quiet = spark.createDataFrame([(last, 1, 0), (last, 2, 1)], "snap_day date, clicks_30d long, purchases_30d long")
+    assert segment_thresholds(quiet, clock, UserFeatureSettings()) == (2, 5)  # the floors hold

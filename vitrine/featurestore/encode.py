@@ -1,4 +1,7 @@
-"""Encode feature rows exactly as Feast's Redis online store does, but column-at-a-time.
+"""Feast's Redis online-store layout, owned here: keys, field names, values and row
+timestamps, encoded exactly as Feast writes them (column at a time) and decoded exactly as
+Feast reads them. Materialisation, the real-time writer and serving's reader all go through
+this module; nothing else builds a key or a field.
 
 Feast 0.67 (entity_key_serialization_version 3) stores one Redis hash per entity:
   key   = serialize_entity_key(join keys sorted by name) + project
@@ -12,7 +15,9 @@ from converting each distinct value once and from packing float columns with Num
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import mmh3
 import numpy as np
@@ -24,6 +29,11 @@ _STRING_TYPE = 2  # ValueType.STRING in the entity-key encoding
 
 def field_key(view: str, feature: str) -> bytes:
     return _U32.pack(mmh3.hash(f"{view}:{feature}", signed=False))
+
+
+def timestamp_field(view: str) -> bytes:
+    """The field holding a view's row time in the entity's hash."""
+    return f"_ts:{view}".encode()
 
 
 def entity_keys(columns: dict[str, Sequence[str]], project: str) -> list[bytes]:
@@ -145,3 +155,52 @@ def column(values: pd.Series, feast_dtype) -> list[bytes]:
     encoded = _via_feast(list(uniques), value_type) if len(uniques) else []
     table = [*encoded, b""]  # code -1 (null) → the last entry
     return [table[c] for c in codes.tolist()]
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """How one feature view's rows land in Redis: the entity's join keys, (feature, Feast
+    dtype, field) per feature, the timestamp field and the source's timestamp column."""
+
+    name: str
+    keys: tuple[str, ...]
+    features: tuple[tuple[str, Any, bytes], ...]
+    ts_field: bytes
+    ts_column: str
+
+    @classmethod
+    def of(cls, view) -> ViewLayout:
+        """From a Feast `FeatureView`."""
+        return cls(view.name, tuple(c.name for c in view.entity_columns),
+                   tuple((f.name, f.dtype, field_key(view.name, f.name)) for f in view.features),
+                   timestamp_field(view.name), view.batch_source.timestamp_field)
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.keys, self.ts_column, *(name for name, _, _ in self.features)]
+
+    def rows(self, df: pd.DataFrame, project: str) -> Iterator[tuple[bytes, list[tuple[bytes, bytes]]]]:
+        """(Redis key, [(field, value bytes), ..., (timestamp field, stamp)]) per row of `df`."""
+        rkeys = entity_keys({k: df[k].astype(str).tolist() for k in self.keys}, project)
+        stamps = timestamps(df[self.ts_column])
+        cols = [(fk, column(df[name], dtype)) for name, dtype, fk in self.features]
+        for i, rkey in enumerate(rkeys):
+            yield rkey, [*((fk, col[i]) for fk, col in cols), (self.ts_field, stamps[i])]
+
+
+def decode_value(raw: bytes) -> Any:
+    """A stored ValueProto → the Python value Feast's `get_online_features` returns (b"" → None)."""
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import feast_value_type_to_python_type
+
+    if not raw:
+        return None
+    return feast_value_type_to_python_type(Value.FromString(raw))
+
+
+def decode_timestamp(raw: bytes) -> int:
+    """A stored row time → epoch microseconds."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    ts = Timestamp.FromString(raw)
+    return ts.seconds * 1_000_000 + ts.nanos // 1000

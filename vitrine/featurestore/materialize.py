@@ -114,36 +114,27 @@ def write_view(client, view, data: ds.Dataset, start: datetime, end: datetime, p
     """Write the latest row per entity in (start, end] of one view. Returns rows written."""
     from hiredis import pack_command
 
-    keys = [c.name for c in view.entity_columns]
-    ts_col = view.batch_source.timestamp_field
-    where = _window_filter(ts_col, start, end)
-    keep = _latest_mask(data, keys, ts_col, where)
+    layout = encode.ViewLayout.of(view)
+    where = _window_filter(layout.ts_column, start, end)
+    keep = _latest_mask(data, list(layout.keys), layout.ts_column, where)
     if not keep.any():
         return 0
-    features = [(f.name, f.dtype) for f in view.features]
-    fkeys = [encode.field_key(view.name, name) for name, _ in features]
-    ts_field = f"_ts:{view.name}".encode()
     written, offset = 0, 0
     connection = client.connection_pool.get_connection()
     try:
         # pass 2: stream the rows in the same scan order, keeping the winners
-        for batch in data.to_batches(columns=[*keys, ts_col, *[n for n, _ in features]], filter=where,
-                                     batch_size=batch_rows):
+        for batch in data.to_batches(columns=layout.columns, filter=where, batch_size=batch_rows):
             n = batch.num_rows
             mask = keep[offset:offset + n]
             offset += n
             if not mask.any():
                 continue
             df = batch.filter(pa.array(mask)).to_pandas()
-            rkeys = encode.entity_keys({k: df[k].astype(str).tolist() for k in keys}, project)
-            stamps = encode.timestamps(df[ts_col])
-            cols = [encode.column(df[name], dtype) for name, dtype in features]
             commands = []
-            for i, rkey in enumerate(rkeys):
+            for rkey, fields in layout.rows(df, project):
                 args: list[bytes] = [b"HSET", rkey]
-                for fk, col in zip(fkeys, cols, strict=True):
-                    args += (fk, col[i])
-                args += (ts_field, stamps[i])
+                for pair in fields:
+                    args += pair
                 commands.append(pack_command(tuple(args)))
             _send(connection, commands, len(commands))
             written += len(df)
