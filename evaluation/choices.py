@@ -41,8 +41,9 @@ def score(lists: dict[str, list[str]], held: dict[str, set[str]], ks, n_items: i
 
 
 # neighbour-route settings searched with the blend: how many recent items a route expands
-# (the user features keep 20) and how fast their weight decays with recency
-NEIGHBOUR_DIMS = (("recent", 1, 20, True), ("decay", 0.5, 1.0, False))
+# (the user features keep 20), how fast their weight decays with recency, and the weight of
+# each bought item beyond them (the user features keep 50; 0 = recent items only)
+NEIGHBOUR_DIMS = (("recent", 1, 20, True), ("decay", 0.5, 1.0, False), ("bought", 0.0, 1.0, False))
 # the swarm starts around the best start (sd = this × each range), not uniformly: uniform
 # particles in 11 dimensions never came near a one-route corner (MovieLens, user split: 31 PSO
 # trials all below item-CF alone)

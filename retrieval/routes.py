@@ -102,21 +102,28 @@ class EmbeddingRoute(RecallRoute):
 
 
 class NeighbourRoute(RecallRoute):
-    """Item-to-item lists (item-CF or content) expanded from the user's recent items; a
-    neighbour's score is the sum over recent items of similarity × recency weight."""
+    """Item-to-item lists (item-CF or content) expanded from the user's history; a neighbour's
+    score is the sum over the expanded items of similarity × the item's weight: `decay`^i for
+    the i-th most recent of the first `recent` items, and `bought` for each bought item beyond
+    them (0 by default: recent items only; the user features keep 20 recent and 50 bought
+    items, so a heavy user's longer history reaches the route through `bought`)."""
 
     def __init__(self, name: str, catalogue: Catalogue, neighbours: dict[int, tuple[np.ndarray, np.ndarray]],
-                 recent: int = 10, decay: float = 0.8) -> None:
+                 recent: int = 10, decay: float = 0.8, bought: float = 0.0) -> None:
         self.name, self.catalogue, self.neighbours = name, catalogue, neighbours
-        self.recent, self.decay = recent, decay
+        self.recent, self.decay, self.bought = recent, decay, bought
 
     def recall(self, user: UserState, k: int) -> Recalled:
         total: dict[int, float] = {}
-        for pos, row in enumerate(self.catalogue.rows(user.recent_items[: self.recent])):
+        expanded = user.recent_items[: self.recent]
+        history = [(row, self.decay ** pos) for pos, row in enumerate(self.catalogue.rows(expanded))]
+        if self.bought > 0 and user.bought:
+            older = sorted(set(user.bought).difference(expanded))
+            history += [(row, self.bought) for row in self.catalogue.rows(older)]
+        for row, weight in history:
             if row not in self.neighbours:
                 continue
             rows, sims = self.neighbours[row]
-            weight = self.decay ** pos
             for r, s in zip(rows.tolist(), sims.tolist(), strict=True):
                 total[r] = total.get(r, 0.0) + weight * s
         if not total:

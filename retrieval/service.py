@@ -38,7 +38,7 @@ from vitrine.config import Home
 from vitrine.versions import BadModelVersion, latest
 
 # route settings a policy may override, by route class
-TUNABLE = {"NeighbourRoute": ("recent", "decay"), "HotRoute": ("signal",)}
+TUNABLE = {"NeighbourRoute": ("recent", "decay", "bought"), "HotRoute": ("signal",)}
 EXACT_UP_TO = 20_000  # items; above this the two-tower route searches a faiss IVF index
 
 

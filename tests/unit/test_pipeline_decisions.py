@@ -8,8 +8,8 @@ from evaluation.choices import RANKER_SHARES, blend_policy, decide_stages, tune_
 
 
 class FakeRoute:
-    def __init__(self, recent=10, decay=0.8):
-        self.recent, self.decay = recent, decay
+    def __init__(self, recent=10, decay=0.8, bought=0.0):
+        self.recent, self.decay, self.bought = recent, decay, bought
 
 
 class NeighbourRoute(FakeRoute):  # the blend search looks routes' tunable settings up by class name

@@ -48,6 +48,17 @@ def test_new_route_expires_and_hot_route_orders_by_heat(catalogue):
     assert HotRoute(catalogue).recall(UserState("u"), 3).rows.tolist() == [0, 1, 2]
 
 
+def test_neighbour_route_can_expand_bought_items_beyond_the_recent_ones(catalogue):
+    neighbours = {0: (np.array([1]), np.array([0.5])), 4: (np.array([2]), np.array([1.0]))}
+    user = UserState("u", recent_items=["i0"], bought={"i4", "i0"})
+    recent_only = NeighbourRoute("item_cf", catalogue, neighbours)
+    assert recent_only.recall(user, 5).rows.tolist() == [1]  # bought 0: as before
+    # i4 is bought and not among the recent items: its neighbour i2 comes in at 0.3 × 1.0;
+    # i0 is both, and counts once (as a recent item)
+    got = NeighbourRoute("item_cf", catalogue, neighbours, bought=0.3).recall(user, 5)
+    assert got.rows.tolist() == [1, 2] and got.scores.tolist() == pytest.approx([0.5, 0.3])
+
+
 def test_new_expiry_comes_from_the_catalogue():
     fresh = np.array([1.0] * 5 + [100.0] * 95)
     assert new_expiry_days(fresh) == 7.0  # 5 % listed within a week: the floor holds
