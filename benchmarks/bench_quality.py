@@ -72,6 +72,7 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=ROOT / "var" / "quality")
     parser.add_argument("--objective", default="recall@20", help="validation objective (evaluation.pipeline)")
     parser.add_argument("--tag", default="", help="suffix of the result files (an experiment beside the default)")
+    parser.add_argument("--seed", type=int, default=0, help="the search's seed (the blend's PSO, the user sample)")
     parser.add_argument("--render", action="store_true",
                         help="print the recorded results (benchmarks/results/quality-*.json) as Markdown")
     args = parser.parse_args()
@@ -99,7 +100,7 @@ def main() -> int:
                 t = time.perf_counter()
                 e = args.epochs
                 settings = PipelineSettings(split=split, max_users=args.users, trials=args.trials,
-                                            objective=args.objective,
+                                            objective=args.objective, seed=args.seed,
                                             build=BuildSettings(two_tower_epochs=e, ranker_epochs=e, student_epochs=e))
                 report = evaluate_pipeline(home, url, settings, log=lambda m: print(m, flush=True))
                 seconds = time.perf_counter() - t
@@ -114,6 +115,7 @@ def main() -> int:
                        "command": f"python benchmarks/bench_quality.py --logs {kind} --splits {split} "
                                   f"--users {args.users} --trials {args.trials}"
                                   + (f" --objective {args.objective} --tag {args.tag}" if args.tag else "")
+                                  + (f" --seed {args.seed}" if args.seed else "")
                                   + (f" --epochs {e}" if e else "")}
                 tag = f"-{args.tag}" if args.tag else ""
                 path = ROOT / "benchmarks" / "results" / f"quality-{kind}-{split}{tag}.json"
