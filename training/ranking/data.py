@@ -34,6 +34,7 @@ from training.ranking.negatives import DEFAULT as DEFAULT_NEGATIVES
 from training.ranking.negatives import NegativeSettings, recall_samples, resolve_source
 from vitrine.config import Home
 from vitrine.featurestore.training import build_training_set, load_samples
+from vitrine.versions import BadModelVersion, latest
 
 SERVICE = "ranker_v1"
 LABELS = ("label_click", "label_purchase")
@@ -116,6 +117,14 @@ def assign_split(timestamps: pd.Series, val_start: pd.Timestamp, test_start: pd.
 TRAIN_FRACTION = 1.0
 
 
+def _published(model: str, home: Home) -> str:
+    """The published version's name, "none" when nothing is published (`Retriever.version`)."""
+    try:
+        return latest(home, model).name
+    except BadModelVersion:
+        return "none"
+
+
 def negatives_of(dataset: dict) -> NegativeSettings:
     """The negative settings a published ranker's dataset was built with (its manifest's
     `dataset`), so an evaluation rebuilds the same rows."""
@@ -134,16 +143,11 @@ def load_ranking_data(home: Home, redis_url: str, *, fraction: float = TRAIN_FRA
     val_start, test_start = day_split(samples["event_timestamp"], samples["label_click"])
     window = (samples["event_timestamp"].min().isoformat(), samples["event_timestamp"].max().isoformat())
     source = resolve_source(samples, negatives)
-    retriever = None
-    if source == "recall":
-        from retrieval.service import Retriever
-
-        retriever = Retriever.load(home)
     key = {"service": SERVICE, "fraction": fraction, "eval_fraction": eval_fraction, "seed": seed,
            "window": list(window), "val_start": val_start.isoformat(), "test_start": test_start.isoformat(),
            "negatives": source}
-    if retriever is not None:
-        key["negatives_from"] = {"two_tower": retriever.version, "pool": negatives.pool,
+    if source == "recall":  # the rows depend on the retriever: its two-tower version keys the cache
+        key["negatives_from"] = {"two_tower": _published("two_tower", home), "pool": negatives.pool,
                                  "per_positive": negatives.per_positive}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     path = home.datasets / f"{SERVICE}-f{fraction:g}-e{eval_fraction:g}-{window[1][:10]}-{digest}.parquet"
@@ -156,9 +160,12 @@ def load_ranking_data(home: Home, redis_url: str, *, fraction: float = TRAIN_FRA
         rng = np.random.default_rng(seed)
         keep = rng.random(len(samples)) < np.where(split == "train", fraction, eval_fraction)
         rows = samples[keep].reset_index(drop=True)
-        if retriever is None:
+        if source != "recall":
             frame = build_training_set(home, redis_url, SERVICE, entity_df=rows).frame
         else:
+            from retrieval.service import Retriever
+
+            retriever = Retriever.load(home)
             logged = rows[~rows["sampled"].astype(bool)]
             positives = build_training_set(home, redis_url, SERVICE, entity_df=logged).frame
             kept, negative_rows, _ = recall_samples(retriever, positives, replace(negatives, seed=seed))

@@ -80,11 +80,7 @@ def recall_samples(retriever, positives: pd.DataFrame, settings: NegativeSetting
               for row in anchors[user_cols].to_dict("records")]
     embeddings = None
     if retriever.two_tower is not None and len(anchors):
-        from retrieval.tower_inputs import USER_COLUMNS
-
-        feats = [{**v, USER_COLUMNS["recent_items"]: _as_list(v.get("user_preferences__recent_items"))}
-                 for v in values]
-        embeddings = np.concatenate([retriever.embed(anchors["user_id"].iloc[i:i + 2048].tolist(), feats[i:i + 2048])
+        embeddings = np.concatenate([retriever.embed(anchors["user_id"].iloc[i:i + 2048].tolist(), values[i:i + 2048])
                                      for i in range(0, len(anchors), 2048)])
     engaged = frame.groupby(baskets)["item_id"].agg(set)
     pools: dict[str, list[str]] = {}
@@ -94,11 +90,12 @@ def recall_samples(retriever, positives: pd.DataFrame, settings: NegativeSetting
         pools[basket] = [c.item_id for c in retriever.recall(state, settings.pool)]
     in_pool = {b: set(pool) for b, pool in pools.items()}
     kept = np.array([item in in_pool[b] for b, item in zip(baskets, frame["item_id"], strict=True)], dtype=bool)
+    kept_per_basket = pd.Series(kept).groupby(baskets.to_numpy()).sum()
 
     drawn: dict[str, list[str]] = {}
     for basket, pool in pools.items():
         others = [item for item in pool if item not in engaged[basket]]
-        need = settings.per_positive * int(kept[(baskets == basket).to_numpy()].sum())
+        need = settings.per_positive * int(kept_per_basket[basket])
         if not need or not others:
             continue
         picks = rng.permutation(len(others))
@@ -136,6 +133,3 @@ def recall_samples(retriever, positives: pd.DataFrame, settings: NegativeSetting
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
 
-
-def _as_list(value) -> list:
-    return [] if _missing(value) else [v for v in list(value) if v is not None]
