@@ -22,6 +22,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negatives", choices=["auto", "recall", "popularity"], default="auto",
                    help="ranking, on a log without impressions: negatives from recall candidates (auto) "
                         "or popularity-drawn (the Spark samples)")
+    p.add_argument("--service", default=None,
+                   help="ranking: the teacher's feature service, its inputs (default ranker_v1)")
+    p.add_argument("--student-service", default=None,
+                   help="ranking: the FM student's feature service (default coarse_v1)")
 
 
 @command("train", "train model versions from the feature store and publish them", _train_args)

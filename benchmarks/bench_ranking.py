@@ -101,7 +101,7 @@ def speed(args) -> dict:
     student = FMStudent.load(latest(home, "coarse"))
     ds = teacher.manifest["dataset"]
     data = load_ranking_data(home, redis_url(home), fraction=ds["fraction"], eval_fraction=ds["eval_fraction"],
-                             seed=ds["seed"])
+                             seed=ds["seed"], services=(teacher.feature_service, student.feature_service))
     test = data.part("test")
     results = {"teacher": teacher.version, "student": student.version, "candidates": {},
                "teacher_numpy": teacher.numpy is not None, "teacher_numpy_problem": teacher.numpy_problem}
@@ -149,7 +149,7 @@ def speed(args) -> dict:
 
 def search(args) -> dict:
     from ranking.features import TeacherEncoder
-    from training.ranking.data import load_ranking_data
+    from training.ranking.data import TEACHER_SERVICE, load_ranking_data
     from training.ranking.mmoe import MMoESettings
     from training.ranking.pipeline import labelled
     from training.ranking.report import plot_search
@@ -161,7 +161,7 @@ def search(args) -> dict:
     home = Home.resolve(args.home)
     data = load_ranking_data(home, redis_url(home), fraction=args.fraction)
     train_f, val_f = data.part("train"), data.part("val")
-    encoder = TeacherEncoder.fit(train_f)
+    encoder = TeacherEncoder.fit(train_f, data.layouts[TEACHER_SERVICE])
     trials = TeacherTrials(encoder, labelled(encoder, train_f), labelled(encoder, val_f), MMoESettings())
     out = Path(args.out or home.reports / "ranking")
     curves: dict[str, list[list[float]]] = {"pso": [], "random": []}
@@ -216,11 +216,12 @@ def quality(args) -> dict:
 
     from evaluation.ranking import BASELINE_SETTINGS, train_baselines
     from ranking.features import TeacherEncoder
-    from training.ranking.data import load_ranking_data
+    from ranking.fm import FeatureMap
+    from training.ranking.data import STUDENT_SERVICE, TEACHER_SERVICE, load_ranking_data
     from training.ranking.fm_student import FMSettings, train_student
     from training.ranking.metrics import report
     from training.ranking.mmoe import MMoERanker, MMoESettings
-    from training.ranking.pipeline import STUDENT_FIELDS, head_metrics, labelled
+    from training.ranking.pipeline import head_metrics, labelled
     from training.ranking.teacher_fit import fit, predict
     from vitrine.config import Home
     from vitrine.online.redis_local import redis_url
@@ -228,7 +229,7 @@ def quality(args) -> dict:
     home = Home.resolve(args.home)
     data = load_ranking_data(home, redis_url(home), fraction=args.fraction)
     train_f, val_f, test_f = data.part("train"), data.part("val"), data.part("test")
-    encoder = TeacherEncoder.fit(train_f)
+    encoder = TeacherEncoder.fit(train_f, data.layouts[TEACHER_SERVICE])
     train, val, test = labelled(encoder, train_f), labelled(encoder, val_f), labelled(encoder, test_f)
     users, clicks = test_f["user_id"].to_numpy(), test_f["label_click"].to_numpy()
     overrides = teacher_overrides(args.teacher)
@@ -247,8 +248,8 @@ def quality(args) -> dict:
                   f"CVR-only AUC {per_seed[-1]['cvr_dnn']['cvr']['auc']:.4f}", flush=True)
             continue
         settings = replace(MMoESettings(seed=seed), **overrides)
-        model = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), settings)
-        fitted = fit(model, train, val, settings, encoder.vocabularies["segment"].values)
+        model = MMoERanker(encoder, settings)
+        fitted = fit(model, train, val, settings, encoder.segments)
         best = fitted.history[fitted.best_epoch - 1]  # the kept epoch's validation-day figures
         fits.append({"seed": seed, "epochs": len(fitted.history), "best_epoch": fitted.best_epoch,
                      "seconds": round(fitted.seconds, 1), "select_on": settings.select_on,
@@ -268,8 +269,8 @@ def quality(args) -> dict:
         logits = predict(model, train.inputs, logits=True)["ctr"]
         base, curves = train_baselines(encoder, train_f, val_f, test_f, base_settings, log=lambda *_: None)
         base_val.append(_kept_validation(seed, curves))
-        student = train_student(train_f, logits, val_f, settings=replace(FMSettings(), seed=seed),
-                                fields=STUDENT_FIELDS)
+        student = train_student(train_f, logits, val_f, FeatureMap.spec_of(data.layouts[STUDENT_SERVICE]),
+                                settings=replace(FMSettings(), seed=seed))
         s = student.logits(test_f)
         row = {"teacher": head_metrics(test_f, probs["p_ctr"], probs["p_cvr"]),
                "ctr_dnn": head_metrics(test_f, base["ctr"], None),

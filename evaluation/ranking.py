@@ -38,10 +38,10 @@ def train_baselines(encoder, train_f, val_f, test_f, settings, *, progress: bool
     probs, curves = {}, {}
     for task, rows in (("ctr", None), ("cvr", train.click == 1)):
         s = replace(base, tasks=(task,))
-        model = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), s)
+        model = MMoERanker(encoder, s)
         tr = train if rows is None else train.subset(rows)
         va = val if rows is None else val.subset(val.click == 1)
-        fitted = fit(model, tr, va, s, encoder.vocabularies["segment"].values, progress=progress)
+        fitted = fit(model, tr, va, s, encoder.segments, progress=progress)
         probs[task] = predict(model, test.inputs)[f"p_{task}"]
         curves[f"{task.upper()}-only DNN"] = fitted.history
         log(f"{task.upper()}-only DNN: {len(fitted.history)} epochs, {len(tr):,} rows ({fitted.seconds:.0f}s)")
@@ -62,7 +62,8 @@ def evaluate_ranking(home: Home, redis_url: str, *, fraction: float | None = Non
     ds = teacher.manifest["dataset"]
     data = data or load_ranking_data(home, redis_url, fraction=fraction if fraction is not None else ds["fraction"],
                              eval_fraction=ds["eval_fraction"], seed=ds["seed"],
-                             negatives=negatives_of(ds))
+                             negatives=negatives_of(ds),
+                             services=(teacher.feature_service, student.feature_service))
     train_f, val_f, test_f = data.part("train"), data.part("val"), data.part("test")
     encoder = teacher.encoder
     p_ctr, p_cvr = teacher.score_frame(test_f)

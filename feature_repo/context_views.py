@@ -28,6 +28,10 @@ request_context = RequestSource(
         Field(name="price_vs_user", dtype=Float64),
     ],
     mode="pandas",
+    # field tags as view tags "<field>.<tag>": Feast's on-demand inference compares fields with
+    # their tags, so tags on these fields would fail `feast apply`
+    tags={"hour_of_day.encoding": "categorical", "day_of_week.encoding": "categorical",
+          "device_idx.encoding": "categorical"},
 )
 def context(inputs: pd.DataFrame) -> pd.DataFrame:
     when = pd.to_datetime(inputs["request_unix_s"].astype("int64"), unit="s", utc=True)

@@ -23,7 +23,7 @@ item_stats = FeatureView(
         Field(name="days_since_last_event", dtype=Float64),
     ],
     source=item_stats_source,
-    tags={"owner": "vitrine", "job": "spark_jobs.item_features.item_stats"},
+    tags={"owner": "vitrine", "job": "spark_jobs.item_features.item_stats", "known_flag": "heat"},
 )
 
 item_attributes_source = FileSource(name="item_attributes_source", path=table_path("item_attributes"),
@@ -39,8 +39,8 @@ item_attributes = FeatureView(
         Field(name="brand", dtype=String),
         Field(name="price", dtype=Float64),
         Field(name="rating", dtype=Float64),
-        Field(name="title", dtype=String),
-        Field(name="tags", dtype=String),
+        Field(name="title", dtype=String, tags={"encoding": "text"}),
+        Field(name="tags", dtype=String, tags={"encoding": "text"}),
         Field(name="is_online", dtype=Bool),
         Field(name="created_at", dtype=UnixTimestamp),
     ],
@@ -65,5 +65,5 @@ merchant_stats = FeatureView(
         Field(name="merchant_rating", dtype=Float64),
     ],
     source=merchant_stats_source,
-    tags={"owner": "vitrine", "job": "spark_jobs.item_features.merchant_stats"},
+    tags={"owner": "vitrine", "job": "spark_jobs.item_features.merchant_stats", "known_flag": "ctr_30d"},
 )

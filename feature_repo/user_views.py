@@ -27,7 +27,8 @@ user_behaviour = FeatureView(
         Field(name="price_level", dtype=Float64, description="geometric mean price engaged with"),
     ],
     source=user_behaviour_source,
-    tags={"owner": "vitrine", "job": "spark_jobs.user_features.user_behaviour"},
+    # models get a 0/1 "the user has a snapshot" input from this field (vitrine/featurestore/contract.py)
+    tags={"owner": "vitrine", "job": "spark_jobs.user_features.user_behaviour", "known_flag": "segment"},
 )
 
 # the list-valued part of the same snapshots (its own table keeps historical joins of the
@@ -37,16 +38,20 @@ user_preferences = FeatureView(
     entities=[user],
     ttl=SNAPSHOT_TTL,
     schema=[
-        Field(name="top_categorys", dtype=Array(String), description="decayed preference, top 3"),
+        # a bag: the user's values with their weights, in the vocabulary of the candidate's field
+        # it `matches` (rankers also get the weight of the candidate's own value)
+        Field(name="top_categorys", dtype=Array(String), description="decayed preference, top 3",
+              tags={"encoding": "bag", "weights": "top_category_weights", "matches": "category"}),
         Field(name="top_category_weights", dtype=Array(Float32)),
-        Field(name="top_brands", dtype=Array(String)),
+        Field(name="top_brands", dtype=Array(String),
+              tags={"encoding": "bag", "weights": "top_brand_weights", "matches": "brand"}),
         Field(name="top_brand_weights", dtype=Array(Float32)),
         Field(name="recent_items", dtype=Array(String), description="last 20 engaged items"),
         Field(name="bought_items", dtype=Array(String), description="last 50 purchased items (30 days)"),
     ],
     source=FileSource(name="user_preferences_source", path=table_path("user_preferences"),
                       timestamp_field="event_timestamp"),
-    tags={"owner": "vitrine", "job": "spark_jobs.user_features.user_behaviour"},
+    tags={"owner": "vitrine", "job": "spark_jobs.user_features.user_behaviour", "known_flag": "top_categorys"},
 )
 
 user_profile_source = FileSource(name="user_profile_source", path=table_path("user_profile"),
@@ -59,7 +64,7 @@ user_profile = FeatureView(
         Field(name="age_band", dtype=String),
         Field(name="gender", dtype=String),
         Field(name="region", dtype=String),
-        Field(name="member_level", dtype=Int64),
+        Field(name="member_level", dtype=Int64, tags={"encoding": "categorical"}),
         Field(name="signup_at", dtype=UnixTimestamp),
     ],
     source=user_profile_source,

@@ -26,7 +26,6 @@ import numpy as np
 from ranking.context import PREFIX as CONTEXT_PREFIX
 from ranking.features import (
     PRICE,
-    USER_BAGS,
     Columns,
     as_floats,
     as_strings,
@@ -40,10 +39,11 @@ from ranking.features import (
     request_rows,
     to_float,
 )
+from ranking.layout import Bag, Layout
 from vitrine.versions import BadModelVersion, verify
 
 FEATURE_MAP = "feature_map.json"
-FORMAT = 2  # 2: bucket edges on raw values (1 had them on signed log1p)
+FORMAT = 3  # 3: crosses name their bag's columns (2: bags by name; 1: bucket edges on signed log1p)
 ARRAYS = ("bias", "linear", "factors")
 
 
@@ -51,9 +51,10 @@ ARRAYS = ("bias", "linear", "factors")
 class Field:
     """One one-hot field: `kind` is "categorical" (a vocabulary), "bucket" (quantile edges of a
     numeric column) or "cross" (quantile edges of the user's preference weight of the
-    candidate's `column` value, the bag named by `side`: "category" or "brand"); for the others
-    `side` is "user" (the user's columns), "request" (the candidates' context columns, the same for
-    all candidates of one request) or "row" (per candidate)."""
+    candidate's `column` value, from the user's `bag`: [values column, weights column]; `side`
+    names the bag); for the others `side` is "user" (the user's columns), "request" (the
+    candidates' context columns, the same for all candidates of one request) or "row" (per
+    candidate)."""
 
     name: str
     column: str
@@ -62,6 +63,13 @@ class Field:
     offset: int = 0
     vocabulary: list[str] | None = None
     edges: list[float] | None = None
+    bag: list[str] | None = None
+
+    @property
+    def bag_columns(self) -> Bag:
+        if not self.bag:
+            raise ValueError(f"field {self.name} is not a cross")
+        return Bag(self.side, self.bag[0], self.bag[1], self.column)
 
     def __post_init__(self) -> None:
         self._index = {v: i + 1 for i, v in enumerate(self.vocabulary or [])}
@@ -87,7 +95,7 @@ class Field:
         return out
 
     def to_json(self) -> dict:
-        return {k: getattr(self, k) for k in ("name", "column", "kind", "side", "offset", "vocabulary", "edges")}
+        return {k: getattr(self, k) for k in ("name", "column", "kind", "side", "offset", "vocabulary", "edges", "bag")}
 
     @property
     def size(self) -> int:
@@ -129,20 +137,47 @@ class FeatureMap:
         self.cross_columns = [f.column for _, f in self._varying if f.kind == "cross"]
         # the user's columns a request reads (its fields', the crossed bags')
         self.user_columns = sorted({f.column for _, f in self._constant if f.side == "user"}
-                                   | {c for _, f in self._varying if f.kind == "cross" for c in USER_BAGS[f.side]})
+                                   | {c for _, f in self._varying if f.kind == "cross" for c in f.bag or ()})
+
+    @staticmethod
+    def spec_of(layout: Layout) -> dict[str, tuple]:
+        """The student's fields for a feature service's layout, in the service's order: field
+        name → (column, kind, side[, bag columns]). Categorical fields are one-hot ("request"
+        side for the context's), numeric ones bucketed; a candidate field a user bag matches
+        enters as the user's preference weight of its value (a cross, after the other fields),
+        not as a field of its own — that keeps the student small. Known flags are not fields:
+        a missing value has its own bucket."""
+        matched = {b.row_column for b in layout.bags.values()}
+        categorical = {**layout.user_categorical, **layout.row_categorical}.values()
+        spec: dict[str, tuple] = {}
+        for f in layout.fields:
+            column = f.column
+            if column in matched or column in layout.ignored:
+                continue
+            side = "user" if f.entity == "user" else "row"
+            if column in categorical:
+                spec[column] = (column, "categorical", "request" if column.startswith(CONTEXT_PREFIX) else side)
+            elif column in layout.user_numeric or column in layout.row_numeric:
+                spec[column] = (column, "bucket", side)
+        for cross, bag in layout.crosses.items():
+            b = layout.bags[bag]
+            spec[cross] = (b.row_column, "cross", bag, [b.lists, b.weights])
+        return spec
 
     @classmethod
-    def fit(cls, frame, spec: Mapping[str, tuple[str, str, str]], buckets: int = 10,
-            min_count: int = 2) -> FeatureMap:
-        """`spec`: field name → (column, kind, side), fitted on the training `frame`."""
+    def fit(cls, frame, spec: Mapping[str, tuple], buckets: int = 10, min_count: int = 2) -> FeatureMap:
+        """`spec`: field name → (column, kind, side[, bag columns]) (`spec_of`), fitted on the
+        training `frame`."""
         fields = []
         n = len(frame)
-        for name, (column, kind, side) in spec.items():
+        for name, (column, kind, side, *bag) in spec.items():
             values = frame[column].to_numpy() if column in frame else None
             if kind == "cross":
-                x = preference_weight(frame, frame, side, column, n, n)
+                lists, weights = bag[0]
+                x = preference_weight(frame, frame, Bag(side, lists, weights, column), n, n)
                 qs = np.quantile(x, np.linspace(0, 1, buckets + 1)[1:-1]) if n else np.zeros(0)
-                fields.append(Field(name, column, kind, side, edges=[float(v) for v in np.unique(qs)]))
+                fields.append(Field(name, column, kind, side, edges=[float(v) for v in np.unique(qs)],
+                                    bag=[lists, weights]))
             elif kind == "categorical":
                 fields.append(Field(name, column, kind, side,
                                     vocabulary=fit_vocabulary(as_strings(values, n), min_count=min_count).values))
@@ -189,7 +224,7 @@ class FeatureMap:
         for j in self._request_positions:
             f = self.fields[j]
             if f.kind == "cross":
-                out[:, j] = f.offset + f.encode(preference_weight(users, rows, f.side, f.column, m, n), n)
+                out[:, j] = f.offset + f.encode(preference_weight(users, rows, f.bag_columns, m, n), n)
                 continue
             source, k = (users, m) if f.side == "user" else (rows, m if f.side == "request" else n)
             value = source.get(f.column)
@@ -222,13 +257,13 @@ class FeatureMap:
         out, c = [], 0
         for _, f in self._varying:
             if f.kind == "cross" and codes is not None:
-                lists, weights = USER_BAGS[f.side]
-                entries = bag_entries(first_value(users.get(lists)), first_value(users.get(weights)))
+                bag = f.bag_columns
+                entries = bag_entries(first_value(users.get(bag.lists)), first_value(users.get(bag.weights)))
                 out.append(f.offset + f.encode_cross(entries, codes[:, c], n))
                 c += 1
                 continue
             if f.kind == "cross":
-                x = preference_weight(users, rows, f.side, f.column, 1, n)
+                x = preference_weight(users, rows, f.bag_columns, 1, n)
             else:
                 x = rows.get(f.column)
                 x = x.to_numpy() if hasattr(x, "to_numpy") else x

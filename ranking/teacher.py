@@ -15,16 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ranking.features import (
-    BAG_WIDTH,
-    ROW_CATEGORICAL,
-    SLOTS,
-    USER_BAGS,
-    USER_CATEGORICAL,
-    Columns,
-    TeacherEncoder,
-    request_rows,
-)
+from ranking.features import BAG_WIDTH, SLOTS, Columns, TeacherEncoder, request_rows
 from ranking.teacher_numpy import NumpyTeacher
 from vitrine.versions import BadModelVersion, verify
 
@@ -70,7 +61,7 @@ class Teacher:
             raise BadModelVersion(f"{directory}: unreadable teacher: {e}") from e
         teacher = cls(directory, manifest, encoder, serve)
         try:
-            teacher.numpy = NumpyTeacher.load(directory)
+            teacher.numpy = NumpyTeacher.load(directory, encoder.layout)
             problem = "" if teacher.numpy is None else teacher._probe()
         except (OSError, ValueError, KeyError, IndexError) as e:
             problem = f"unreadable arrays: {e}"
@@ -84,16 +75,18 @@ class Teacher:
         inputs (one user and n candidates, and n users), else what differs."""
         rng = np.random.default_rng(0)
         sizes = self.encoder.vocabulary_sizes()
+        layout = self.encoder.layout
         for m in (1, n):
-            inputs = {"user_cat": np.stack([rng.integers(0, sizes[k], m) for k in USER_CATEGORICAL], axis=1),
-                      "row_cat": np.stack([rng.integers(0, sizes[k], n) for k in ROW_CATEGORICAL], axis=1),
+            inputs = {"user_cat": np.stack([rng.integers(0, sizes[k], m) for k in layout.user_categorical], axis=1)
+                      .reshape(m, len(layout.user_categorical)),
+                      "row_cat": np.stack([rng.integers(0, sizes[k], n) for k in layout.row_categorical], axis=1),
                       "user_num": rng.normal(size=(m, len(self.encoder.user_numeric))).astype(np.float32),
                       "row_num": rng.normal(size=(n, len(self.encoder.row_numeric))).astype(np.float32),
                       "user_bucket": rng.integers(0, SLOTS, (m, len(self.encoder.user_numeric)))
                       + np.arange(len(self.encoder.user_numeric)) * SLOTS,
                       "row_bucket": rng.integers(0, SLOTS, (n, len(self.encoder.row_numeric)))
                       + np.arange(len(self.encoder.row_numeric)) * SLOTS}
-            for bag in USER_BAGS:
+            for bag in layout.bags:
                 inputs[f"{bag}_bag"] = rng.integers(0, sizes[bag], (m, BAG_WIDTH))
                 inputs[f"{bag}_bag_weights"] = rng.uniform(0, 1, (m, BAG_WIDTH)).astype(np.float32)
             want = self._run_tf(inputs)

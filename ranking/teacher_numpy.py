@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ranking.features import ROW_CATEGORICAL, USER_BAGS, USER_CATEGORICAL
+from ranking.layout import Layout
 
 DIRECTORY = "arrays"
 LAYOUT = "layout.json"
@@ -112,19 +112,23 @@ class NumpyTeacher:
     user as well (training frames), the same code broadcasts nothing and gives the same result.
     """
 
-    def __init__(self, layout: dict, arrays: dict[str, np.ndarray]) -> None:
+    def __init__(self, layout: dict, arrays: dict[str, np.ndarray], inputs: Layout) -> None:
         self.layout, self.a = layout, arrays
         a = arrays
+        # the input fields' names, in the signature's order (the encoder's layout)
+        self._user_cat = list(inputs.user_categorical)
+        self._row_cat = list(inputs.row_categorical)
+        self._bags = list(inputs.bags)
         self.tasks: list[str] = layout["tasks"]
-        self.d = a[f"emb.{next(iter(USER_CATEGORICAL))}"].shape[1]
+        self.d = a["user_num_v"].shape[1]
         self.n_user_num, self.n_row_num = a["user_num_v"].shape[0], a["row_num_v"].shape[0]
         # the candidate fields' tables end to end, so one gather looks up every field
-        self._row_tables = np.concatenate([a[f"emb.{k}"] for k in ROW_CATEGORICAL])
-        self._row_offsets = np.cumsum([0, *(len(a[f"emb.{k}"]) for k in ROW_CATEGORICAL)])[:-1]
+        self._row_tables = np.concatenate([a[f"emb.{k}"] for k in self._row_cat])
+        self._row_offsets = np.cumsum([0, *(len(a[f"emb.{k}"]) for k in self._row_cat)])[:-1]
         self._fm_tasks = set(layout.get("fm_tasks", self.tasks if layout["fm"] else []))
         # first-order terms only where a logit reads them (older versions exported unused ones)
         self._linear_keys = list(layout["linear_keys"]) if self._fm_tasks else []
-        self._row_first = {k: np.concatenate([a[f"first.{k}.{name}"] for name in ROW_CATEGORICAL])
+        self._row_first = {k: np.concatenate([a[f"first.{k}.{name}"] for name in self._row_cat])
                            for k in self._linear_keys}
         user_idx, row_idx = self._x_columns()
         # every first Dense layer reading x (experts' and gates'), side by side
@@ -162,7 +166,7 @@ class NumpyTeacher:
         """Positions in MMoERanker's x of the user's and the candidates' columns, in the order
         `forward` builds them: x = [user fields, candidate fields, bags, (user buckets, candidate
         buckets), user numerics, candidate numerics] (fields d wide)."""
-        d, nu, nr = self.d, len(USER_CATEGORICAL), len(ROW_CATEGORICAL)
+        d, nu, nr = self.d, len(self._user_cat), len(self._row_cat)
         u, r = self.n_user_num, self.n_row_num
         at, user, row = 0, [], []
 
@@ -173,7 +177,7 @@ class NumpyTeacher:
 
         take(user, nu * d)
         take(row, nr * d)
-        take(user, len(USER_BAGS) * d)
+        take(user, len(self._bags) * d)
         if self.layout["numeric_buckets"]:
             take(user, u * d)
             take(row, r * d)
@@ -182,8 +186,9 @@ class NumpyTeacher:
         return np.concatenate(user), np.concatenate(row)
 
     @classmethod
-    def load(cls, directory: Path) -> NumpyTeacher | None:
-        """The arrays under `directory/arrays`, or None when the version has none (older versions)."""
+    def load(cls, directory: Path, inputs: Layout) -> NumpyTeacher | None:
+        """The arrays under `directory/arrays` for a teacher over `inputs`, or None when the
+        version has none (older versions)."""
         root = Path(directory) / DIRECTORY
         if not (root / LAYOUT).exists():
             return None
@@ -191,7 +196,7 @@ class NumpyTeacher:
         if layout.get("format") != FORMAT:
             raise ValueError(f"teacher arrays format {layout.get('format')!r}, this code reads {FORMAT}")
         arrays = {name: np.load(root / f"{name}.npy", allow_pickle=False) for name in layout["arrays"]}
-        return cls(layout, arrays)
+        return cls(layout, arrays, inputs)
 
     def forward(self, f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """{"p_<task>": float32 [n]} for the signature's inputs (user inputs with 1 or n rows)."""
@@ -202,12 +207,13 @@ class NumpyTeacher:
         user_num = np.asarray(f["user_num"], dtype=np.float32)
         row_num = np.asarray(f["row_num"], dtype=np.float32)
         # user side: m rows
-        u_fields = [a[f"emb.{name}"][user_cat[:, j]] for j, name in enumerate(USER_CATEGORICAL)]
+        u_fields = [a[f"emb.{name}"][user_cat[:, j]] for j, name in enumerate(self._user_cat)]
         u_fields += [np.einsum("mbd,mb->md", a[f"emb.{bag}"][np.asarray(f[f"{bag}_bag"])],
-                               np.asarray(f[f"{bag}_bag_weights"], dtype=np.float32)) for bag in USER_BAGS]
+                               np.asarray(f[f"{bag}_bag_weights"], dtype=np.float32)) for bag in self._bags]
         u_stack = np.stack(u_fields, axis=1)                                      # [m, 7, d]
         r_stack = self._row_tables[row_cat + self._row_offsets]                   # [n, 7, d]
-        u_parts = [u_stack[:, :len(USER_CATEGORICAL)].reshape(m, -1), u_stack[:, len(USER_CATEGORICAL):].reshape(m, -1)]
+        nu = len(self._user_cat)
+        u_parts = [u_stack[:, :nu].reshape(m, -1), u_stack[:, nu:].reshape(m, -1)]
         r_parts = [r_stack.reshape(n, -1)]
         if lay["numeric_buckets"]:
             u_bucket = a["buckets.user"][np.asarray(f["user_bucket"])]           # [m, U, d]
@@ -227,7 +233,7 @@ class NumpyTeacher:
             bi = 0.5 * (s * s - q_user - q_row)                                    # [n, d]
             first = {}
             for k in self._linear_keys:
-                user_first = sum(a[f"first.{k}.{name}"][user_cat[:, j]] for j, name in enumerate(USER_CATEGORICAL))
+                user_first = sum(a[f"first.{k}.{name}"][user_cat[:, j]] for j, name in enumerate(self._user_cat))
                 first[k] = (user_first + self._row_first[k][row_cat + self._row_offsets].sum(axis=1)
                             + user_num @ self._num_k[k][0] + row_num @ self._num_k[k][1] + a[f"num_linear.{k}.bias"][0])
         x_user = np.concatenate([*u_parts, user_num], axis=1)

@@ -16,7 +16,7 @@ from serving.config import ServingConfig
 from serving.encoded import prepare
 from serving.events import EventCollector, direct_pusher
 from serving.features import UserFeatureReader, entity_views
-from serving.items import ItemCache
+from serving.items import DEFAULT_SERVICES, ItemCache
 from serving.metrics import Metrics
 from serving.models import ModelSet
 from serving.pipeline import Context, recommend
@@ -60,10 +60,10 @@ class Core:
         self.store = feature_store(home, self.redis_url)
         self.client = redis_client(self.redis_url, config.redis_timeout_s)
         self.reader = UserFeatureReader(self.client, project_name(), entity_views(self.store, "user"))
-        self.items = ItemCache.load(self.store)
-        self.metrics.item_cache_items.set(self.items.size)
         self.models = ModelSet(home, self.metrics)
         self.models.reload()
+        self.items = ItemCache.load(self.store, self.services())
+        self.metrics.item_cache_items.set(self.items.size)
         self.warm_up()
         self.collector = EventCollector(home, config, self.metrics, self.reader,
                                         direct_pusher(self.store, self.client, project_name()),
@@ -111,24 +111,36 @@ class Core:
             return None
         return st.st_mtime, st.st_size
 
+    def services(self) -> tuple[str, ...]:
+        """The feature services of the loaded rankers: the item cache holds their views."""
+        current = self.models.current
+        names = {m.feature_service for m in (current.student, current.teacher) if m is not None}
+        return tuple(sorted(names)) or DEFAULT_SERVICES
+
+    def _reload_items(self) -> None:
+        t = time.perf_counter()
+        items = ItemCache.load(self.store, self.services())
+        current = self.models.current  # the rankers' tables now; the retriever's after its reload
+        prepare(items, (current.student, current.teacher))
+        self.items = items
+        self.metrics.item_cache_items.set(items.size)
+        log.info("item cache reloaded", extra={"items": items.size, "services": ",".join(items.services),
+                                               "seconds": round(time.perf_counter() - t, 3)})
+
     def refresh(self) -> dict[str, str]:
-        """Reload the item cache if materialisation moved, and any model whose `latest` moved."""
+        """Reload the item cache if materialisation moved (or a ranker reading other views was
+        loaded), and any model whose `latest` moved."""
         force: frozenset[str] = frozenset()
         stamp = self._stamp(self._registry)
         if stamp != self._registry_stamp:
             self._registry_stamp = stamp
             self.store.refresh_registry()
-            if ItemCache.marker_of(self.store) != self.items.marker:
-                t = time.perf_counter()
-                items = ItemCache.load(self.store)
-                current = self.models.current  # the rankers' tables now; the retriever's after its reload
-                prepare(items, (current.student, current.teacher))
-                self.items = items
-                self.metrics.item_cache_items.set(items.size)
-                log.info("item cache reloaded", extra={"items": items.size,
-                                                       "seconds": round(time.perf_counter() - t, 3)})
+            if ItemCache.marker_of(self.store, self.items.services) != self.items.marker:
+                self._reload_items()
                 force = frozenset({"two_tower"})  # the retriever's catalogue comes from the same tables
         outcomes = self.models.reload(force)
+        if self.services() != self.items.services:
+            self._reload_items()
         if any(o.startswith("loaded") for o in outcomes.values()):
             self.warm_up()
             settle_heap()

@@ -24,7 +24,8 @@ import pyarrow.dataset as ds
 
 from retrieval.routes import new_expiry_days
 
-RANKER_SERVICE = "ranker_v1"
+# the services whose item and merchant views the cache holds when no ranker is loaded
+DEFAULT_SERVICES = ("coarse_v1", "ranker_v1")  # sorted, as `Core.services` gives them
 
 
 def _end(view) -> datetime | None:
@@ -34,8 +35,10 @@ def _end(view) -> datetime | None:
     return end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
 
 
-def _views(store, service: str) -> list:
-    names = {p.name for p in store.get_feature_service(service).feature_view_projections}
+def _views(store, services: tuple[str, ...]) -> list:
+    """The online item and merchant views the services read (every field of each: a new
+    service version may read a field the others do not)."""
+    names = {p.name for service in services for p in store.get_feature_service(service).feature_view_projections}
     return [v for v in sorted(store.list_feature_views(), key=lambda v: v.name)
             if v.name in names and v.online and list(v.entities) in (["item"], ["merchant"])]
 
@@ -73,6 +76,7 @@ class ItemCache:
     category_codes: np.ndarray = field(init=False)
     # per loaded model, what it needs computed once for this cache (`serving.encoded`)
     derived: dict = field(init=False, default_factory=dict, repr=False, compare=False)
+    services: tuple[str, ...] = DEFAULT_SERVICES  # the feature services whose views are loaded
 
     def __post_init__(self) -> None:
         self.row_of = {item: i for i, item in enumerate(self.ids.tolist())}
@@ -155,15 +159,17 @@ class ItemCache:
         return out
 
     @staticmethod
-    def marker_of(store, service: str = RANKER_SERVICE) -> tuple:
+    def marker_of(store, services: tuple[str, ...] = DEFAULT_SERVICES) -> tuple:
         """What Redis holds for the cached views: each view's last materialised end."""
-        return tuple((v.name, str(_end(v))) for v in _views(store, service))
+        return tuple((v.name, str(_end(v))) for v in _views(store, services))
 
     @classmethod
-    def load(cls, store, service: str = RANKER_SERVICE) -> ItemCache:
+    def load(cls, store, services: tuple[str, ...] = DEFAULT_SERVICES) -> ItemCache:
+        """The latest materialised rows of the item and merchant views `services` read (the
+        loaded rankers' feature services)."""
         import time
 
-        views = _views(store, service)
+        views = _views(store, services)
         items: pd.DataFrame | None = None
         merchants: list[pd.DataFrame] = []
         for view in views:
@@ -188,4 +194,4 @@ class ItemCache:
                 items[c] = joined[c].to_numpy()
         columns = {c: items[c].to_numpy() for c in items.columns}
         ids = items.index.to_numpy(dtype=object)
-        return cls(ids, columns, marker=cls.marker_of(store, service), loaded_at=time.time())
+        return cls(ids, columns, marker=cls.marker_of(store, services), loaded_at=time.time(), services=services)

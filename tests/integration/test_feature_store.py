@@ -171,3 +171,15 @@ def test_plain_feast_works_on_the_home_after_the_exports(feast_home, monkeypatch
     both = plain.merge(ours, on=["user_id", "item_id"], suffixes=("", "_ours"))
     assert len(both) > 0
     assert all(same(a, b) for a, b in zip(both[column], both[f"{column}_ours"], strict=True))
+
+
+@pytest.mark.parametrize("service", ["ranker_v1", "coarse_v1", "two_tower_v1", "recall_v1"])
+def test_registered_services_keep_the_contract_the_repository_defines(feast_home, service):
+    """What training reads from the registry (fields, order, types, encoding tags, known
+    flags) is what feature_repo/ defines: `feast apply` keeps field and view tags."""
+    from vitrine.featurestore.contract import repo_fields, service_fields
+
+    home, url, _ = feast_home
+    registered = service_fields(feature_store(home, url), service)
+    assert registered == repo_fields(service)
+    assert any(f.tags.get("encoding") for f in registered) or service == "recall_v1"

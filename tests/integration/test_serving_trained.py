@@ -179,3 +179,81 @@ def test_a_stage_past_its_budget_gives_a_degraded_answer_not_an_error(trained):
         core.close()
     assert r.degraded and r.degraded_reason == "coarse_late"
     assert len(r.items) == 5 and all(i.routes[0] in ("hot", "new") for i in r.items)
+
+
+# the feature walkthrough of docs/features.md, last in this module (it changes the home's
+# registry and publishes a ranker on a new feature service)
+NEW_VIEW = '''
+from datetime import timedelta
+
+from common import table_path
+from entities import item
+from feast import FeatureView, Field, FileSource
+from feast.types import Float64
+
+item_quality = FeatureView(
+    name="item_quality", entities=[item], ttl=timedelta(0),
+    schema=[Field(name="return_rate", dtype=Float64, description="share of orders returned")],
+    source=FileSource(name="item_quality_source", path=table_path("item_quality"), timestamp_field="event_timestamp"),
+    tags={"owner": "returns-team"},
+)
+'''
+RANKER_V2 = '''
+from quality_views import item_quality
+
+ranker_v2 = FeatureService(name="ranker_v2", features=[*RANKER_V1, item_quality],
+                           description="ranker_v1 + the item's return rate")
+'''
+
+
+def test_a_new_feature_reaches_training_and_serving_through_a_service_version(trained, tmp_path):
+    """A team registers a feature (a new view and `ranker_v2` listing it), `feast apply`,
+    materialise, `vitrine train ranking --service ranker_v2`: the teacher is trained on it and
+    the server reads it — no Python edits outside the feature repository."""
+    import numpy as np
+
+    from app.cli import main
+    from ranking.teacher import Teacher
+    from serving.core import Core
+    from vitrine.featurestore.materialize import materialize
+    from vitrine.featurestore.repo import FEATURE_REPO, run_feast
+
+    home, url = trained
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(FEATURE_REPO, repo, ignore=shutil.ignore_patterns("feature_store.yaml", "__pycache__"))
+    (repo / "quality_views.py").write_text(NEW_VIEW)
+    (repo / "services.py").write_text((repo / "services.py").read_text() + RANKER_V2)
+    items = pd.read_parquet(home.features / "item_attributes", columns=["item_id", "event_timestamp"])
+    first = pd.to_datetime(items["event_timestamp"], utc=True).min() - pd.Timedelta(days=1)
+    ids = sorted(items["item_id"].unique())
+    table = pd.DataFrame({"item_id": ids, "return_rate": np.linspace(0.0, 0.5, len(ids)),
+                          "event_timestamp": first})
+    table["event_timestamp"] = table["event_timestamp"].astype("datetime64[us, UTC]")
+    (home.features / "item_quality").mkdir(parents=True, exist_ok=True)
+    table.to_parquet(home.features / "item_quality" / "part-0.parquet", index=False)
+    run_feast(home, url, ["apply"], capture=True, repo=repo)
+    materialize(home, url, views=["item_quality"])
+
+    assert main(["--home", str(home.root), "train", "ranking", "--service", "ranker_v2", "--epochs", "1",
+                 "--fraction", "0.5"]) == 0
+    teacher = Teacher.load(latest(home, "ranker"))
+    assert teacher.feature_service == "ranker_v2"
+    assert "item_quality__return_rate" in teacher.encoder.layout.row_numeric
+
+    core = Core(home, RANKED, redis_url=url)
+    try:
+        assert "ranker_v2" in core.services() and "item_quality__return_rate" in core.items.columns
+        served = core.models.current.teacher
+        assert served.feature_service == "ranker_v2"
+        cols = {c: v[:20] for c, v in core.items.columns.items()}
+        request = {"request_unix_s": 1_714_600_000}
+        base, _ = served.score({}, cols, request)
+        changed, _ = served.score({}, {**cols, "item_quality__return_rate": cols["item_quality__return_rate"] + 5.0},
+                                  request)
+        assert not np.allclose(base, changed)  # the served teacher reads the new feature
+        from serving.validation import recommend_request
+
+        r = core.recommend(recommend_request(RANKED, user_id=_buyer(home)[0], k=5))
+        assert not r.degraded and len(r.items) == 5
+    finally:
+        core.close()

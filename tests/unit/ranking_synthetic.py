@@ -4,15 +4,34 @@ items of their preferred categories far more often (models have something to lea
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pandas as pd
 
 from ranking.context import context_features
-from ranking.features import ROW_NUMERIC, USER_NUMERIC
+from ranking.layout import Layout
+from vitrine.featurestore.contract import repo_fields
+
+
+@cache
+def layout(service: str = "ranker_v1") -> Layout:
+    """A service's layout as the repository defines it (no registry needed)."""
+    return Layout(service, repo_fields(service))
+
+
+def student_spec(service: str = "coarse_v1") -> dict:
+    from ranking.fm import FeatureMap
+
+    return FeatureMap.spec_of(layout(service))
 
 CATEGORIES = [f"c{i}/s{j}" for i in range(4) for j in range(3)]
 BRANDS = [f"b{i}" for i in range(8)]
 SEGMENTS = ["high_value", "potential", "normal"]
+
+
+USER_NUMERIC = layout().user_numeric
+ROW_NUMERIC = layout().row_numeric
 
 
 def synthetic_frame(n_rows: int = 6000, n_users: int = 150, n_items: int = 120, days: int = 4,

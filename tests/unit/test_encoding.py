@@ -31,18 +31,21 @@ def test_buckets_equal_searchsorted_for_one_row_a_request_and_a_table():
 
 def test_one_users_numerics_equal_the_frame_path():
     """A request's user (one row, values one by one) encodes as that user's row in a frame."""
-    from ranking.features import USER_KNOWN, USER_NUMERIC, TeacherEncoder
-    from tests.unit.ranking_synthetic import synthetic_frame
+    from ranking.features import TeacherEncoder
+    from tests.unit.ranking_synthetic import layout, synthetic_frame
 
     frame = synthetic_frame(300, seed=5)
-    frame.loc[frame.index[:5], USER_NUMERIC[0]] = np.nan  # missing values
-    frame.loc[frame.index[5], USER_KNOWN["user_known"]] = None  # a user without a segment
-    frame.loc[frame.index[6], USER_KNOWN["prefs_known"]] = None  # ... without preferences
-    whole = TeacherEncoder._user_raw(frame, len(frame))
+    lay = layout()
+    enc = TeacherEncoder.fit(frame, lay)
+    frame.loc[frame.index[:5], lay.user_numeric[0]] = np.nan  # missing values
+    frame.loc[frame.index[5], lay.user_known["user_behaviour_known"]] = None  # a user without a segment
+    frame.loc[frame.index[6], lay.user_known["user_preferences_known"]] = None  # ... without preferences
+    whole = enc._user_raw(frame, len(frame))
+    assert whole[5, -2] == 0.0 and whole[6, -1] == 0.0 and whole[7, -2:].tolist() == [1.0, 1.0]
     for i in range(8):
         one = {c: [frame[c].iloc[i]] for c in frame}
-        assert np.array_equal(TeacherEncoder._user_raw(one, 1)[0], whole[i], equal_nan=True), i
-    assert TeacherEncoder._user_raw({}, 1).tolist()[0][-2:] == [0.0, 0.0]  # a new user: nothing known
+        assert np.array_equal(enc._user_raw(one, 1)[0], whole[i], equal_nan=True), i
+    assert enc._user_raw({}, 1).tolist()[0][-2:] == [0.0, 0.0]  # a new user: nothing known
 
 
 def test_value_codes_match_exactly_when_the_strings_do():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ranking.fm import FeatureMap, Field, FMStudent, fm_logits
-from tests.unit.ranking_synthetic import synthetic_frame
+from tests.unit.ranking_synthetic import student_spec, synthetic_frame
 from vitrine.versions import BadModelVersion, write_manifest
 
 BIAS = 0.5
@@ -71,14 +71,14 @@ def test_feature_map_offsets_and_encoding():
 
 @pytest.fixture(scope="module")
 def trained_student(tmp_path_factory):
-    from training.ranking.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings, train_student
+    from training.ranking.fm_student import FMSettings, train_student
     from training.ranking.metrics import auc
 
     frame = synthetic_frame(4000, seed=1)
     train, val = frame.iloc[:3000].reset_index(drop=True), frame.iloc[3000:].reset_index(drop=True)
     teacher_logits = np.where(train["label_click"] == 1, 1.0, -2.0).astype(np.float32)  # a confident teacher
-    trained = train_student(train, teacher_logits, val, settings=FMSettings(epochs=3, learning_rate=0.05, buckets=8),
-                            fields={**COARSE_FIELDS, **PREFERENCE_FIELDS})
+    trained = train_student(train, teacher_logits, val, student_spec(),
+                            settings=FMSettings(epochs=3, learning_rate=0.05, buckets=8))
     assert auc(val["label_click"], trained.logits(val)) > 0.65  # the preference crosses carry the signal
     directory = tmp_path_factory.mktemp("coarse") / "v1"
     directory.mkdir()
@@ -165,8 +165,10 @@ def _hand_student() -> FMStudent:
               Field("top", "item_attributes__top_category", "categorical", "row", vocabulary=["a", "b"]),
               Field("price", "item_attributes__price", "bucket", "row", edges=[5.0, 20.0]),
               Field("pvu", "context__price_vs_user", "bucket", "row", edges=[0.5, 1.0, 2.0]),
-              Field("cat_pref", "item_attributes__category", "cross", "category", edges=[0.1, 0.3, 0.6]),
-              Field("brand_pref", "item_attributes__brand", "cross", "brand", edges=[0.2, 0.5])]
+              Field("cat_pref", "item_attributes__category", "cross", "category", edges=[0.1, 0.3, 0.6],
+                    bag=["user_preferences__top_categorys", "user_preferences__top_category_weights"]),
+              Field("brand_pref", "item_attributes__brand", "cross", "brand", edges=[0.2, 0.5],
+                    bag=["user_preferences__top_brands", "user_preferences__top_brand_weights"])]
     fmap = FeatureMap(fields)
     rng = np.random.default_rng(3)
     return FMStudent(None, {}, fmap, 0.2, rng.normal(size=fmap.size).astype(np.float32),
@@ -209,7 +211,8 @@ def test_item_part_path_equals_full_encoding_for_any_preferences(bags):
 
     f = student.feature_map.fields[6]
     users = {k: [v] for k, v in user.items()}
-    weights = preference_weight(users, items, "category", f.column, 1, len(mine))
+    assert f.kind == "cross" and f.side == "category"
+    weights = preference_weight(users, items, f.bag_columns, 1, len(mine))
     entries = bag_entries(user.get("user_preferences__top_categorys"),
                           user.get("user_preferences__top_category_weights"))
     assert (f.encode_cross(entries, part["cross_codes"][mine, 0], len(mine)) == f.encode(weights, len(mine))).all()

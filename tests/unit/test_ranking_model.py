@@ -11,7 +11,7 @@ import pytest
 
 from ranking.context import context_features
 from ranking.features import TeacherEncoder
-from tests.unit.ranking_synthetic import synthetic_frame
+from tests.unit.ranking_synthetic import layout, synthetic_frame
 
 
 def test_context_features_by_hand():
@@ -96,10 +96,10 @@ def teacher_version(frames, tmp_path_factory):
     from vitrine.versions import write_manifest
 
     train_f, val_f, test_f = frames
-    enc = TeacherEncoder.fit(train_f)
+    enc = TeacherEncoder.fit(train_f, layout())
     settings = MMoESettings(epochs=3, batch_size=256, learning_rate=0.01, experts=2, expert_units=16)
-    model = MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), settings)
-    result = fit(model, labelled(enc, train_f), labelled(enc, val_f), settings, enc.vocabularies["segment"].values)
+    model = MMoERanker(enc, settings)
+    result = fit(model, labelled(enc, train_f), labelled(enc, val_f), settings, enc.segments)
     directory = tmp_path_factory.mktemp("ranker") / "v7"
     save_teacher(model, enc, directory)
     write_manifest(directory, model="ranker", feature_service="ranker_v1")
@@ -163,7 +163,8 @@ def test_train_and_evaluate_ranking_publish_versions_and_report(frames, home, tm
     frame = pd.concat(frames, ignore_index=True)
     split = pd.Series(["train"] * len(frames[0]) + ["val"] * len(frames[1]) + ["test"] * len(frames[2]))
     data = RankingData(frame, tmp_path / "synthetic.parquet", {"service": "ranker_v1", "fraction": 1.0,
-                                                               "eval_fraction": 1.0, "seed": 0}, split)
+                                                               "eval_fraction": 1.0, "seed": 0}, split,
+                       {"ranker_v1": layout(), "coarse_v1": layout("coarse_v1")})
     logs = []
     # budget 1: the search's first trial is the base configuration (kept without a second full fit)
     run = train_ranking(home, "redis://unused", teacher=MMoESettings(epochs=1, batch_size=256, learning_rate=0.01),
@@ -194,13 +195,12 @@ def test_fm_read_out_for_named_tasks_and_fm_into_experts(tmp_path, options):
     from vitrine.versions import write_manifest
 
     f = synthetic_frame(300, seed=1)
-    enc = TeacherEncoder.fit(f)
-    sizes = enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric)
+    enc = TeacherEncoder.fit(f, layout())
     inputs = enc.encode_frame(f.head(5))
     small = {"experts": 2, "expert_units": 8, "tower_units": 4, "embedding_dim": 4, "seed": 1}
-    plain = MMoERanker(*sizes, MMoESettings(**small, fm_tasks=None, fm_into_experts=False, task_experts=0))
+    plain = MMoERanker(enc, MMoESettings(**small, fm_tasks=None, fm_into_experts=False, task_experts=0))
     plain(inputs)
-    model = MMoERanker(*sizes, MMoESettings(**small, **options))
+    model = MMoERanker(enc, MMoESettings(**small, **options))
     out = model(inputs)
     assert set(model.fm_heads) == set(options["fm_tasks"]) and out["ctr"].shape == out["cvr"].shape == (5,)
     widen = model.settings.embedding_dim  # the experts' input gains the bi-interaction vector
@@ -231,17 +231,16 @@ def test_task_experts_and_task_linear_build_train_and_reload(frames, tmp_path):
     from vitrine.versions import write_manifest
 
     train_f, val_f, test_f = frames
-    enc = TeacherEncoder.fit(train_f)
-    sizes = enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric)
+    enc = TeacherEncoder.fit(train_f, layout())
     settings = MMoESettings(epochs=1, batch_size=256, learning_rate=0.01, experts=2, expert_units=16,
                             task_experts=1, task_linear=True, detach_ctr_in_ctcvr=True, ctcvr_weight=2.0,
                             fm_tasks=None)
-    model = MMoERanker(*sizes, settings)
-    fit(model, labelled(enc, train_f), labelled(enc, val_f), settings, enc.vocabularies["segment"].values)
-    plain = MMoERanker(*sizes, MMoESettings(experts=2, expert_units=16, task_experts=0, fm_tasks=None))
+    model = MMoERanker(enc, settings)
+    fit(model, labelled(enc, train_f), labelled(enc, val_f), settings, enc.segments)
+    plain = MMoERanker(enc, MMoESettings(experts=2, expert_units=16, task_experts=0, fm_tasks=None))
     plain(labelled(enc, test_f.head(4)).inputs)
     assert set(model.first_order) == set(model.num_linear) == {"ctr", "cvr"} and set(plain.first_order) == {""}
-    default = MMoERanker(*sizes, MMoESettings(experts=2, expert_units=16))  # no logit reads the FM part out
+    default = MMoERanker(enc, MMoESettings(experts=2, expert_units=16))  # no logit reads the FM part out
     default(labelled(enc, test_f.head(4)).inputs)
     assert default.first_order == {} and default.num_linear == {} and default.fm_heads == {}
     assert all(len(model.task_expert_nets[t]) == 1 and model.task_expert_nets[t][0].weights for t in ("ctr", "cvr"))
@@ -255,8 +254,7 @@ def test_task_experts_and_task_linear_build_train_and_reload(frames, tmp_path):
     write_manifest(directory, model="ranker", feature_service="ranker_v1")
     signature = tf.saved_model.load(str(directory / SAVED_MODEL)).signatures["serving_default"]
     assert set(signature.structured_outputs) == {"p_ctr", "p_cvr"}
-    assert set(signature.structured_input_signature[1]) == set(input_specs(len(enc.user_numeric),
-                                                                           len(enc.row_numeric)))
+    assert set(signature.structured_input_signature[1]) == set(input_specs(enc))
     p_ctr, p_cvr = Teacher.load(directory).score_frame(test_f)
     assert p_ctr == pytest.approx(in_memory["p_ctr"], abs=1e-6) and p_cvr == pytest.approx(in_memory["p_cvr"], abs=1e-6)
 
@@ -288,12 +286,12 @@ def test_fit_selects_and_stops_on_the_mean_of_both_heads(frames):
     from training.ranking.teacher_fit import fit, predict, validation_aucs
 
     train_f, val_f, _ = frames
-    enc = TeacherEncoder.fit(train_f)
+    enc = TeacherEncoder.fit(train_f, layout())
     settings = MMoESettings(epochs=3, batch_size=256, learning_rate=0.01, experts=2, expert_units=16,
                             select_on="ctr+cvr")
-    model = MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), settings)
+    model = MMoERanker(enc, settings)
     val = labelled(enc, val_f)
-    result = fit(model, labelled(enc, train_f), val, settings, enc.vocabularies["segment"].values)
+    result = fit(model, labelled(enc, train_f), val, settings, enc.segments)
     scores = [h["val_auc"] for h in result.history]
     for h in result.history:
         assert h["val_auc"] == pytest.approx((h["val_ctr_auc"] + h["val_cvr_auc"]) / 2)
@@ -301,7 +299,7 @@ def test_fit_selects_and_stops_on_the_mean_of_both_heads(frames):
     kept = validation_aucs(predict(model, val.inputs), val)  # the best epoch's weights are restored
     assert (kept["ctr"] + kept["cvr"]) / 2 == pytest.approx(result.best_val_auc, abs=1e-6)
     with pytest.raises(ValueError, match="select_on"):
-        fit(model, labelled(enc, train_f), val, MMoESettings(select_on="cvr"), enc.vocabularies["segment"].values)
+        fit(model, labelled(enc, train_f), val, MMoESettings(select_on="cvr"), enc.segments)
 
 
 def test_weight_average_by_hand_bias_corrected_with_swaps():
@@ -335,18 +333,18 @@ def test_fit_with_weight_averaging_keeps_the_validated_averaged_weights(frames):
     from training.ranking.teacher_fit import fit, predict, validation_aucs
 
     train_f, val_f, _ = frames
-    enc = TeacherEncoder.fit(train_f)
+    enc = TeacherEncoder.fit(train_f, layout())
     settings = MMoESettings(epochs=2, batch_size=256, learning_rate=0.01, experts=2, expert_units=16,
                             ema_epochs=1.0)
-    model = MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), settings)
+    model = MMoERanker(enc, settings)
     val = labelled(enc, val_f)
-    result = fit(model, labelled(enc, train_f), val, settings, enc.vocabularies["segment"].values)
+    result = fit(model, labelled(enc, train_f), val, settings, enc.segments)
     assert result.best_val_auc > 0.6
     # what was validated (and kept) is the average: the restored model scores exactly that
     assert validation_aucs(predict(model, val.inputs), val)["ctr"] == pytest.approx(result.best_val_auc, abs=1e-9)
     plain = replace(settings, ema_epochs=0.0)  # the same seed and batches without averaging: other scores
-    again = fit(MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), plain),
-                labelled(enc, train_f), val, plain, enc.vocabularies["segment"].values)
+    again = fit(MMoERanker(enc, plain),
+                labelled(enc, train_f), val, plain, enc.segments)
     assert [h["val_auc"] for h in again.history] != pytest.approx([h["val_auc"] for h in result.history], abs=1e-4)
     with pytest.raises(ValueError, match="ema_epochs"):
-        fit(model, labelled(enc, train_f), val, replace(settings, ema_epochs=-1.0), enc.vocabularies["segment"].values)
+        fit(model, labelled(enc, train_f), val, replace(settings, ema_epochs=-1.0), enc.segments)

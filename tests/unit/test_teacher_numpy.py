@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ranking.features import TeacherEncoder
-from tests.unit.ranking_synthetic import synthetic_frame
+from tests.unit.ranking_synthetic import layout, synthetic_frame
 
 
 @pytest.fixture(scope="module")
@@ -19,9 +19,9 @@ def _save(frame, directory, **options):
     from training.ranking.mmoe import MMoERanker, MMoESettings, save_teacher
     from vitrine.versions import write_manifest
 
-    enc = TeacherEncoder.fit(frame)
+    enc = TeacherEncoder.fit(frame, layout())
     settings = MMoESettings(experts=2, expert_units=8, tower_units=4, embedding_dim=4, seed=1, **options)
-    model = MMoERanker(enc.vocabulary_sizes(), len(enc.user_numeric), len(enc.row_numeric), settings)
+    model = MMoERanker(enc, settings)
     model(enc.encode_frame(frame.iloc[:4]))  # build the weights
     rng = np.random.default_rng(2)  # random weights everywhere (first-order terms start at 0)
     model.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in model.get_weights()])

@@ -102,3 +102,12 @@ def test_online_rows_give_the_same_user_inputs_as_frames():
     for name in expected:
         assert expected[name].dtype == got[name].dtype, name
         np.testing.assert_array_equal(expected[name], got[name], err_msg=name)
+
+
+def test_the_towers_read_exactly_their_feature_service():
+    """The two-tower's inputs are named in code; they must be the fields of `two_tower_v1`."""
+    from retrieval.tower_inputs import ITEM_COLUMNS, USER_COLUMNS
+    from vitrine.featurestore.contract import repo_fields
+
+    service = {f.column for f in repo_fields("two_tower_v1")}
+    assert {*USER_COLUMNS.values(), *ITEM_COLUMNS.values()} == service

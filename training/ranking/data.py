@@ -1,8 +1,9 @@
-"""Ranking training data: the labelled samples joined point in time with `ranker_v1` through
+"""Ranking training data: the labelled samples joined point in time with the rankers' feature
+services (the teacher's, `ranker_v1` by default, and the student's, `coarse_v1`) through
 Feast, cached under `<home>/datasets/`, and split by time.
 
-The student's `coarse_v1` columns are a subset of `ranker_v1`'s, so one join serves both:
-the student reads the same rows projected to its columns.
+One join serves both models: each field of either service once; each model reads its own
+columns (its layout, `ranking/layout.py`, derived from its service in the registry).
 
 Split: the last full day is the test day (with any partial day after it, at the log's
 clock edge), the full day before it the validation day, everything earlier trains. `fraction`
@@ -30,13 +31,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ranking.layout import Layout
 from training.ranking.negatives import DEFAULT as DEFAULT_NEGATIVES
 from training.ranking.negatives import NegativeSettings, recall_samples, resolve_source
 from vitrine.config import Home
+from vitrine.featurestore.contract import service_fields
+from vitrine.featurestore.repo import feature_store
 from vitrine.featurestore.training import build_training_set, load_samples
 from vitrine.versions import BadModelVersion, latest
 
-SERVICE = "ranker_v1"
+TEACHER_SERVICE = "ranker_v1"
+STUDENT_SERVICE = "coarse_v1"
+# what recall reads about a user: joined onto the positives when recall proposes the negatives
+RECALL_SERVICE = "recall_v1"
 LABELS = ("label_click", "label_purchase")
 
 
@@ -46,6 +53,7 @@ class RankingData:
     path: Path
     key: dict
     split: pd.Series  # "train" | "val" | "test" per row
+    layouts: dict[str, Layout]  # service → its layout (from the registry)
     seconds: float = 0.0
     cached: bool = False
 
@@ -133,24 +141,34 @@ def negatives_of(dataset: dict) -> NegativeSettings:
     return NegativeSettings(source=source, **{k: made[k] for k in ("pool", "per_positive") if k in made})
 
 
+def service_layouts(home: Home, redis_url: str, services: tuple[str, ...]) -> dict[str, Layout]:
+    """Each service's layout as the registry holds it (raises `ContractError` with what to fix)."""
+    store = feature_store(home, redis_url)
+    return {name: Layout(name, service_fields(store, name)) for name in services}
+
+
 def load_ranking_data(home: Home, redis_url: str, *, fraction: float = TRAIN_FRACTION, eval_fraction: float = 1.0,
-                      seed: int = 0, rebuild: bool = False,
-                      negatives: NegativeSettings = DEFAULT_NEGATIVES) -> RankingData:
-    """The joined, split set, from the cache when the same (service, fractions, window, seed,
-    negatives and the retriever they came from) was built before."""
+                      seed: int = 0, rebuild: bool = False, negatives: NegativeSettings = DEFAULT_NEGATIVES,
+                      services: tuple[str, ...] = (TEACHER_SERVICE, STUDENT_SERVICE)) -> RankingData:
+    """The joined, split set, from the cache when the same (services and their fields,
+    fractions, window, seed, negatives and the retriever they came from) was built before."""
     started = time.perf_counter()
+    services = tuple(dict.fromkeys(services))
+    layouts = service_layouts(home, redis_url, services)
     samples = load_samples(home)
     val_start, test_start = day_split(samples["event_timestamp"], samples["label_click"])
     window = (samples["event_timestamp"].min().isoformat(), samples["event_timestamp"].max().isoformat())
     source = resolve_source(samples, negatives)
-    key = {"service": SERVICE, "fraction": fraction, "eval_fraction": eval_fraction, "seed": seed,
+    columns = sorted({c for layout in layouts.values() for c in layout.columns})
+    key = {"service": "+".join(services), "columns": hashlib.sha256("|".join(columns).encode()).hexdigest()[:10],
+           "fraction": fraction, "eval_fraction": eval_fraction, "seed": seed,
            "window": list(window), "val_start": val_start.isoformat(), "test_start": test_start.isoformat(),
            "negatives": source}
     if source == "recall":  # the rows depend on the retriever: its two-tower version keys the cache
         key["negatives_from"] = {"two_tower": _published("two_tower", home), "pool": negatives.pool,
                                  "per_positive": negatives.per_positive}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-    path = home.datasets / f"{SERVICE}-f{fraction:g}-e{eval_fraction:g}-{window[1][:10]}-{digest}.parquet"
+    path = home.datasets / f"{services[0]}-f{fraction:g}-e{eval_fraction:g}-{window[1][:10]}-{digest}.parquet"
     cached = path.exists() and not rebuild
     if cached:
         frame = pd.read_parquet(path)
@@ -161,20 +179,21 @@ def load_ranking_data(home: Home, redis_url: str, *, fraction: float = TRAIN_FRA
         keep = rng.random(len(samples)) < np.where(split == "train", fraction, eval_fraction)
         rows = samples[keep].reset_index(drop=True)
         if source != "recall":
-            frame = build_training_set(home, redis_url, SERVICE, entity_df=rows).frame
+            frame = build_training_set(home, redis_url, services, entity_df=rows).frame
         else:
             from retrieval.service import Retriever
 
             retriever = Retriever.load(home)
             logged = rows[~rows["sampled"].astype(bool)]
-            positives = build_training_set(home, redis_url, SERVICE, entity_df=logged).frame
+            positives = build_training_set(home, redis_url, [*services, RECALL_SERVICE], entity_df=logged).frame
             kept, negative_rows, _ = recall_samples(retriever, positives, replace(negatives, seed=seed))
-            drawn = build_training_set(home, redis_url, SERVICE, entity_df=negative_rows).frame
-            frame = pd.concat([positives[kept], drawn], ignore_index=True).sort_values(
+            drawn = build_training_set(home, redis_url, services, entity_df=negative_rows).frame
+            recall_only = [c for c in positives.columns if c not in drawn.columns and "__" in c]
+            frame = pd.concat([positives[kept].drop(columns=recall_only), drawn], ignore_index=True).sort_values(
                 ["event_timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         frame.to_parquet(tmp, index=False)
         tmp.replace(path)
     split = assign_split(frame["event_timestamp"], val_start, test_start)
-    return RankingData(frame, path, key, split, time.perf_counter() - started, cached)
+    return RankingData(frame, path, key, split, layouts, time.perf_counter() - started, cached)

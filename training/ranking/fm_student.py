@@ -1,5 +1,6 @@
-"""The FM student for coarse ranking, distilled from the teacher: one-hot fields over the
-`coarse_v1` feature subset, trained on α · hard-label loss + (1 − α) · soft loss against the
+"""The FM student for coarse ranking, distilled from the teacher: one-hot fields over its
+feature service's fields (`coarse_v1` by default; `FeatureMap.spec_of`), trained on
+α · hard-label loss + (1 − α) · soft loss against the
 teacher's CTR logits at a temperature, and exported as plain arrays plus a feature map that
 `ranking.fm.FMStudent` scores in NumPy."""
 
@@ -19,29 +20,6 @@ import tensorflow as tf
 from ranking.fm import FeatureMap, fm_logits, save_arrays
 from training.ranking.metrics import auc
 from training.ranking.task import distillation_loss
-
-FEATURE_SERVICE = "coarse_v1"
-
-# field → (coarse_v1 column, kind, side); numeric columns are bucketed at quantiles
-COARSE_FIELDS: dict[str, tuple[str, str, str]] = {
-    "segment": ("user_behaviour__segment", "categorical", "user"),
-    **{f"user_{c}": (f"user_behaviour__{c}", "bucket", "user")
-       for c in ("ctr_30d", "cvr_30d", "clicks_7d", "purchases_30d", "price_level")},
-    **{f"item_{c}": (f"item_stats__{c}", "bucket", "row") for c in ("ctr_30d", "cvr_30d", "heat", "age_days",
-                                                                    "clicks_7d")},
-    "top_category": ("item_attributes__top_category", "categorical", "row"),
-    "price": ("item_attributes__price", "bucket", "row"),
-    "rating": ("item_attributes__rating", "bucket", "row"),
-    "hour": ("context__hour_of_day", "categorical", "request"),
-    "device": ("context__device_idx", "categorical", "request"),
-    "price_vs_user": ("context__price_vs_user", "bucket", "row"),
-}
-# the user's preference weight of the candidate's category / brand (the user's top categories
-# and brands and the candidate's category and brand, added to coarse_v1 for these)
-PREFERENCE_FIELDS: dict[str, tuple[str, str, str]] = {
-    "category_pref": ("item_attributes__category", "cross", "category"),
-    "brand_pref": ("item_attributes__brand", "cross", "brand"),
-}
 
 
 @dataclass(frozen=True)
@@ -93,15 +71,15 @@ class FMModel(tf.keras.Model):
         return self.bias + tf.reduce_sum(self.linear(idx)[..., 0], axis=1) + pair
 
 
-def train_student(train_frame, teacher_logits: np.ndarray, val_frame=None, *, settings: FMSettings = FMSettings(),
-                  fields: dict[str, tuple[str, str, str]] | None = None, progress: bool = False) -> TrainedFM:
-    """Fit the FM on `train_frame` (coarse_v1 columns + label_click) against the teacher's CTR
-    logits for the same rows; validation CTR AUC after every epoch (best epoch kept)."""
+def train_student(train_frame, teacher_logits: np.ndarray, val_frame, fields: dict[str, tuple], *,
+                  settings: FMSettings = FMSettings(), progress: bool = False) -> TrainedFM:
+    """Fit the FM on `train_frame` (its `fields`' columns + label_click) against the teacher's
+    CTR logits for the same rows; validation CTR AUC after every epoch (best epoch kept)."""
     started = time.perf_counter()
     if len(teacher_logits) != len(train_frame):
         raise ValueError(f"{len(teacher_logits)} teacher logits for {len(train_frame)} rows")
     tf.keras.utils.set_random_seed(settings.seed)
-    fmap = FeatureMap.fit(train_frame, fields or COARSE_FIELDS, buckets=settings.buckets)
+    fmap = FeatureMap.fit(train_frame, fields, buckets=settings.buckets)
     idx = fmap.encode(train_frame, train_frame, len(train_frame), len(train_frame))
     labels = train_frame["label_click"].to_numpy().astype(np.float32)
     model = FMModel(fmap.size, settings)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ranking.features import BAG_WIDTH, ROW_CATEGORICAL, SLOTS, USER_BAGS, USER_CATEGORICAL
+from ranking.features import BAG_WIDTH, SLOTS, TeacherEncoder
 
 
 @dataclass(frozen=True)
@@ -73,14 +73,16 @@ class MMoESettings:
     seed: int = 0
 
 
-def input_specs(n_user_num: int, n_row_num: int) -> dict[str, tf.TensorSpec]:
+def input_specs(encoder: TeacherEncoder) -> dict[str, tf.TensorSpec]:
     """The serving signature: user inputs with 1 row (broadcast) or one per candidate, candidate inputs [n]."""
-    specs = {"user_cat": tf.TensorSpec([None, len(USER_CATEGORICAL)], tf.int64, name="user_cat"),
+    layout = encoder.layout
+    n_user_num, n_row_num = len(encoder.user_numeric), len(encoder.row_numeric)
+    specs = {"user_cat": tf.TensorSpec([None, len(layout.user_categorical)], tf.int64, name="user_cat"),
              "user_num": tf.TensorSpec([None, n_user_num], tf.float32, name="user_num")}
-    for b in USER_BAGS:
+    for b in layout.bags:
         specs[f"{b}_bag"] = tf.TensorSpec([None, BAG_WIDTH], tf.int64, name=f"{b}_bag")
         specs[f"{b}_bag_weights"] = tf.TensorSpec([None, BAG_WIDTH], tf.float32, name=f"{b}_bag_weights")
-    specs["row_cat"] = tf.TensorSpec([None, len(ROW_CATEGORICAL)], tf.int64, name="row_cat")
+    specs["row_cat"] = tf.TensorSpec([None, len(layout.row_categorical)], tf.int64, name="row_cat")
     specs["row_num"] = tf.TensorSpec([None, n_row_num], tf.float32, name="row_num")
     specs["user_bucket"] = tf.TensorSpec([None, n_user_num], tf.int64, name="user_bucket")
     specs["row_bucket"] = tf.TensorSpec([None, n_row_num], tf.int64, name="row_bucket")
@@ -88,11 +90,16 @@ def input_specs(n_user_num: int, n_row_num: int) -> dict[str, tf.TensorSpec]:
 
 
 class MMoERanker(tf.keras.Model):
-    def __init__(self, vocabulary_sizes: dict[str, int], n_user_num: int, n_row_num: int,
-                 settings: MMoESettings, **kw):
+    def __init__(self, encoder: TeacherEncoder, settings: MMoESettings, **kw):
         super().__init__(name="mmoe_ranker", **kw)
         s = settings
         self.settings = s
+        vocabulary_sizes = encoder.vocabulary_sizes()
+        n_user_num, n_row_num = len(encoder.user_numeric), len(encoder.row_numeric)
+        # the input fields' names in the signature's order
+        self.user_categorical = list(encoder.layout.user_categorical)
+        self.row_categorical = list(encoder.layout.row_categorical)
+        self.bags = list(encoder.layout.bags)
         reg = tf.keras.regularizers.l2(s.l2) if s.l2 else None
         d = s.embedding_dim
         self.tables = {name: tf.keras.layers.Embedding(size, d, embeddings_regularizer=reg, name=f"emb_{name}")
@@ -138,15 +145,15 @@ class MMoERanker(tf.keras.Model):
         # (ops in the order they always had: graph-level random seeds, hence dropout masks and
         # the default configuration's results, depend on it)
         fields, linear = [], {k: [] for k in self.first_order}
-        for j, name in enumerate(USER_CATEGORICAL):
+        for j, name in enumerate(self.user_categorical):
             fields.append(self.tables[name](user_cat[:, j]))
             for k, weights in self.first_order.items():
                 linear[k].append(weights[name](user_cat[:, j])[:, 0])
-        for j, name in enumerate(ROW_CATEGORICAL):
+        for j, name in enumerate(self.row_categorical):
             fields.append(self.tables[name](f["row_cat"][:, j]))
             for k, weights in self.first_order.items():
                 linear[k].append(weights[name](f["row_cat"][:, j])[:, 0])
-        for bag in USER_BAGS:  # weighted bag of the user's top categories / brands, in the candidate's table
+        for bag in self.bags:  # weighted bag of the user's top categories / brands, in the candidate's table
             ids, w = rows(f[f"{bag}_bag"]), rows(f[f"{bag}_bag_weights"])
             fields.append(tf.reduce_sum(self.tables[bag](ids) * w[..., None], axis=1))
         if self.settings.numeric_buckets:
@@ -206,7 +213,7 @@ def save_teacher(model: MMoERanker, encoder, directory) -> None:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    specs = input_specs(len(encoder.user_numeric), len(encoder.row_numeric))
+    specs = input_specs(encoder)
     tf.saved_model.save(model, str(directory / SAVED_MODEL),
                         signatures={"serving_default": serving_function(model, specs)})
     (directory / ENCODER).write_text(json.dumps(encoder.to_json()))

@@ -2,7 +2,8 @@
 student from the home's feature store, as published model versions; and their evaluation
 next to single-task baselines trained on the same rows.
 
-Train: point-in-time `ranker_v1` rows (cached), split by time → optional PSO / random search
+Train: point-in-time rows of the rankers' feature services (`ranker_v1` and `coarse_v1` by
+default; cached), split by time → optional PSO / random search
 → teacher fitted (early stopping on the validation day) → saved, loaded back and checked to
 score identically → published as `ranker` → student distilled from the teacher's CTR logits
 on the same training rows → saved, checked, published as `coarse`.
@@ -19,17 +20,13 @@ import numpy as np
 import pandas as pd
 
 from ranking.features import TeacherEncoder
-from training.ranking.data import SERVICE as TEACHER_SERVICE
-from training.ranking.data import TRAIN_FRACTION, RankingData, load_ranking_data
-from training.ranking.fm_student import COARSE_FIELDS, PREFERENCE_FIELDS, FMSettings
-from training.ranking.fm_student import FEATURE_SERVICE as STUDENT_SERVICE
+from training.ranking.data import STUDENT_SERVICE, TEACHER_SERVICE, TRAIN_FRACTION, RankingData, load_ranking_data
+from training.ranking.fm_student import FMSettings
 from training.ranking.metrics import report
 from training.ranking.negatives import DEFAULT as DEFAULT_NEGATIVES
 from training.ranking.negatives import NegativeSettings
 from vitrine.config import Home
 from vitrine.versions import BadModelVersion, new_version_dir, publish, write_manifest
-
-STUDENT_FIELDS = {**COARSE_FIELDS, **PREFERENCE_FIELDS}
 
 
 @dataclass
@@ -69,11 +66,13 @@ def _settings_json(settings) -> dict:
 def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettings | None = None,
                   fraction: float = TRAIN_FRACTION, tune: str | None = None, budget: int = 6, progress: bool = False,
                   report_dir: Path | None = None, data: RankingData | None = None,
-                  negatives: NegativeSettings = DEFAULT_NEGATIVES, log=print) -> RankingRun:
-    """Train, verify and publish the teacher (`ranker`) and the student (`coarse`). `data`:
-    already joined and split rows (default: the home's cached `ranker_v1` set at `fraction`,
-    its negatives per `negatives`: logged impressions, else recall candidates)."""
-    from ranking.fm import FMStudent
+                  negatives: NegativeSettings = DEFAULT_NEGATIVES, service: str = TEACHER_SERVICE,
+                  student_service: str = STUDENT_SERVICE, log=print) -> RankingRun:
+    """Train, verify and publish the teacher (`ranker`, inputs from feature service `service`)
+    and the student (`coarse`, from `student_service`). `data`: already joined and split rows
+    (default: the home's cached set of both services at `fraction`, its negatives per
+    `negatives`: logged impressions, else recall candidates)."""
+    from ranking.fm import FeatureMap, FMStudent
     from ranking.teacher import Teacher
     from training.ranking.fm_student import train_student
     from training.ranking.mmoe import MMoERanker, MMoESettings, save_teacher
@@ -82,14 +81,17 @@ def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettin
 
     settings = base = teacher or MMoESettings()
     report_dir = report_dir or home.reports / "ranking"
-    data = data or load_ranking_data(home, redis_url, fraction=fraction, negatives=negatives)
+    data = data or load_ranking_data(home, redis_url, fraction=fraction, negatives=negatives,
+                                     services=(service, student_service))
     log(f"training set {'(cached) ' if data.cached else ''}{data.path.name}: "
         + ", ".join(f"{k} {v['rows']:,} rows / {v['clicks']:,} clicks / {v['purchases']:,} purchases"
                     for k, v in data.describe().items() if k in ("train", "val", "test")) + f" ({data.seconds:.0f}s)")
     train_f, val_f, test_f = data.part("train"), data.part("val"), data.part("test")
-    encoder = TeacherEncoder.fit(train_f)
+    layout = data.layouts[service]
+    log(f"teacher inputs: {layout.describe()}")
+    encoder = TeacherEncoder.fit(train_f, layout)
     train, val = labelled(encoder, train_f), labelled(encoder, val_f)
-    segments = encoder.vocabularies["segment"].values
+    segments = encoder.segments
 
     tuning = None
     if tune:
@@ -107,7 +109,7 @@ def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettin
         log(f"{tune} search: {len(result.trials)} trials, best validation AUC {best.score:.4f} with {best.params}")
 
     def full_fit(s):
-        m = MMoERanker(encoder.vocabulary_sizes(), len(encoder.user_numeric), len(encoder.row_numeric), s)
+        m = MMoERanker(encoder, s)
         return m, fit(m, train, val, s, segments, progress=progress)
 
     model, fitted = full_fit(settings)
@@ -130,7 +132,7 @@ def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettin
     t_dir = new_version_dir(home, "ranker")
     save_teacher(model, encoder, t_dir)
     t_manifest = write_manifest(
-        t_dir, model="ranker", feature_service=TEACHER_SERVICE, data_window=list(data.window),
+        t_dir, model="ranker", feature_service=service, data_window=list(data.window),
         dataset=data.describe(), settings=_settings_json(settings), metrics={"test": t_metrics},
         history=fitted.history, best_epoch=fitted.best_epoch, task_weights=fitted.task_weights, tuning=tuning,
         cvr="ESMM: pCTCVR = pCTR x pCVR fitted to purchases on all impressions")
@@ -143,17 +145,17 @@ def train_ranking(home: Home, redis_url: str, *, teacher=None, student: FMSettin
 
     teacher_logits = predict(model, train.inputs, logits=True)["ctr"]
     s_settings = student or FMSettings()
-    trained = train_student(train_f, teacher_logits, val_f, settings=s_settings, fields=STUDENT_FIELDS,
-                            progress=progress)
+    student_fields = FeatureMap.spec_of(data.layouts[student_service])
+    trained = train_student(train_f, teacher_logits, val_f, student_fields, settings=s_settings, progress=progress)
     s_logits = trained.logits(test_f)
     s_metrics = {"ctr": report(test_f["user_id"].to_numpy(), test_f["label_click"].to_numpy(),
                                1 / (1 + np.exp(-s_logits)))}
     s_dir = new_version_dir(home, "coarse")
     trained.save(s_dir)
     s_manifest = write_manifest(
-        s_dir, model="coarse", feature_service=STUDENT_SERVICE, data_window=list(data.window),
+        s_dir, model="coarse", feature_service=student_service, data_window=list(data.window),
         dataset=data.describe(), settings=_settings_json(s_settings), teacher_version=t_dir.name,
-        fields={k: list(v) for k, v in STUDENT_FIELDS.items()}, metrics={"test": s_metrics},
+        fields={k: list(v) for k, v in student_fields.items()}, metrics={"test": s_metrics},
         history=trained.history)
     if not np.allclose(FMStudent.load(s_dir).score_frame(check), s_logits[:len(check)], atol=1e-5):
         raise BadModelVersion(f"{s_dir}: the saved student scores differently from the trained one")
@@ -174,6 +176,8 @@ def cli_train(args, home: Home) -> None:
     run = train_ranking(home, redis_url(home), teacher=teacher, student=student,
                         fraction=args.fraction if args.fraction is not None else TRAIN_FRACTION, tune=args.tune,
                         budget=args.budget or 6, progress=sys.stderr.isatty(),
-                        negatives=NegativeSettings(source=getattr(args, "negatives", None) or "auto"))
+                        negatives=NegativeSettings(source=getattr(args, "negatives", None) or "auto"),
+                        service=getattr(args, "service", None) or TEACHER_SERVICE,
+                        student_service=getattr(args, "student_service", None) or STUDENT_SERVICE)
     print(f"ranker {run.teacher_dir.name} and coarse {run.student_dir.name} published as latest; "
           f"curves in {run.report_dir}")

@@ -37,9 +37,8 @@ class TeacherTrials:
 
     def __call__(self, params: dict, stopper: MedianStopper) -> Outcome:
         settings = replace(self.base, **params)
-        model = MMoERanker(self.encoder.vocabulary_sizes(), len(self.encoder.user_numeric),
-                           len(self.encoder.row_numeric), settings)
-        result = fit(model, self.train, self.val, settings, self.encoder.vocabularies["segment"].values,
+        model = MMoERanker(self.encoder, settings)
+        result = fit(model, self.train, self.val, settings, self.encoder.segments,
                      keep_going=stopper.keep_going)
         return Outcome(result.best_val_auc, epochs=len(result.history),
                        stopped=result.stopped == "stopped by the tuner", curve=[h["val_auc"] for h in result.history])

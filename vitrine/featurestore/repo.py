@@ -63,12 +63,13 @@ def feast_exports(home: Home, redis_url: str) -> str:
 
 
 def run_feast(home: Home, redis_url: str, args: Sequence[str], check: bool = True,
-              capture: bool = False) -> subprocess.CompletedProcess:
-    """`feast -c feature_repo -f feature_store.yaml ARGS` with the home's environment."""
+              capture: bool = False, repo: Path = FEATURE_REPO) -> subprocess.CompletedProcess:
+    """`feast -c feature_repo -f feature_store.yaml ARGS` with the home's environment (`repo`:
+    another definitions folder, e.g. a copy with a team's new views)."""
     home.feast.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **feast_env(home, redis_url)}
     feast = Path(sys.executable).with_name("feast")
-    cmd = [str(feast), "-c", str(FEATURE_REPO), "-f", str(FEATURE_STORE_YAML), *args]
+    cmd = [str(feast), "-c", str(repo), "-f", str(FEATURE_STORE_YAML), *args]
     result = subprocess.run(cmd, env=env, capture_output=capture, text=True)
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout or "")[-3000:] if capture else ""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -108,8 +109,9 @@ def load_samples(home: Home, start: datetime | None = None, end: datetime | None
     return df.sort_values(["event_timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
 
 
-def historical_features(store, service_name: str, entity_df: pd.DataFrame) -> pd.DataFrame:
-    """`entity_df` with the service's features joined point in time, row for row.
+def historical_features(store, service_name: str | Sequence[str], entity_df: pd.DataFrame) -> pd.DataFrame:
+    """`entity_df` with the service's features joined point in time, row for row (several
+    services: each field once, in the order they list them).
 
     One historical join per feature view (Feast's file store drops a row from a multi-view
     join when any one view has rows for that entity only after the row's time), each on the
@@ -118,12 +120,16 @@ def historical_features(store, service_name: str, entity_df: pd.DataFrame) -> pd
     """
     import pyarrow as pa
 
-    service = store.get_feature_service(service_name)
+    names = [service_name] if isinstance(service_name, str) else list(service_name)
+    projections = [p for n in names for p in store.get_feature_service(n).feature_view_projections]
     df = with_request_columns(entity_df)
     df = df.reset_index(drop=True)
     on_demand = []
-    for projection in service.feature_view_projections:
+    for projection in projections:
         name = projection.name_to_use()
+        features = [f for f in projection.features if f"{name}__{f.name}" not in df.columns]
+        if not features:
+            continue
         try:
             view = store.get_feature_view(projection.name)
         except Exception:
@@ -133,27 +139,31 @@ def historical_features(store, service_name: str, entity_df: pd.DataFrame) -> pd
         missing = [k for k in keys if k not in df.columns]
         if missing:
             raise FeastError(f"feature service {service_name} needs entity columns {missing} (for {name})")
-        refs = [f"{projection.name}:{f.name}" for f in projection.features]
+        refs = [f"{projection.name}:{f.name}" for f in features]
         distinct = df[[*keys, "event_timestamp"]].drop_duplicates().reset_index(drop=True)
         with _fast_dask_tokens():
             joined = store.get_historical_features(entity_df=distinct, features=refs,
                                                    full_feature_names=True).to_df()
         joined["event_timestamp"] = pd.to_datetime(joined["event_timestamp"], utc=True)
-        cols = [f"{name}__{f.name}" for f in projection.features]
+        cols = [f"{name}__{f.name}" for f in features]
         df = df.merge(joined[[*keys, "event_timestamp", *cols]].drop_duplicates([*keys, "event_timestamp"]),
                       on=[*keys, "event_timestamp"], how="left", validate="many_to_one")
     for projection in on_demand:
         odfv = store.get_on_demand_feature_view(projection.name)
+        todo = [f"{projection.name_to_use()}__{f.name}" for f in projection.features]
+        todo = [c for c in todo if c not in df.columns]
+        if not todo:
+            continue
         out = odfv.transform_arrow(pa.Table.from_pandas(df, preserve_index=False), full_feature_names=True)
-        for f in projection.features:
-            column = f"{projection.name_to_use()}__{f.name}"
+        for column in todo:
             df[column] = out.column(column).to_pandas()
     return df
 
 
-def build_training_set(home: Home, redis_url: str, service: str, *, entity_df: pd.DataFrame | None = None,
-                       start: datetime | None = None, end: datetime | None = None,
-                       fraction: float | None = None, out: Path | None = None) -> TrainingSet:
+def build_training_set(home: Home, redis_url: str, service: str | Sequence[str], *,
+                       entity_df: pd.DataFrame | None = None, start: datetime | None = None,
+                       end: datetime | None = None, fraction: float | None = None,
+                       out: Path | None = None) -> TrainingSet:
     started = time.perf_counter()
     store = feature_store(home, redis_url)
     rows = entity_df if entity_df is not None else load_samples(home, start, end, fraction)
@@ -161,7 +171,8 @@ def build_training_set(home: Home, redis_url: str, service: str, *, entity_df: p
         raise FeastError("no entity rows in the requested window")
     frame = historical_features(store, service, rows)
     ts = frame["event_timestamp"]
-    result = TrainingSet(service, frame, time.perf_counter() - started,
+    result = TrainingSet(service if isinstance(service, str) else "+".join(service), frame,
+                         time.perf_counter() - started,
                          (ts.min().isoformat(), ts.max().isoformat()))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
