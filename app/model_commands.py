@@ -26,6 +26,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="ranking: the teacher's feature service, its inputs (default ranker_v1)")
     p.add_argument("--student-service", default=None,
                    help="ranking: the FM student's feature service (default coarse_v1)")
+    p.add_argument("--tower-service", default=None,
+                   help="retrieval: the two-tower's feature service (default two_tower_v1)")
 
 
 @command("train", "train model versions from the feature store and publish them", _train_args)

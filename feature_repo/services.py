@@ -1,7 +1,7 @@
 """One feature service per model version: what each model reads, in training and serving.
 
-A service is a model's contract (vitrine/featurestore/contract.py): the rankers take their
-inputs from their service's fields, in this order, encoded as the fields' types and tags say.
+A service is a model's contract (vitrine/featurestore/contract.py): every model takes its
+inputs from its service's fields, in this order, encoded as the fields' types and tags say.
 Fields are listed one by one, so a field added to a view reaches no existing version: add it
 to a new version (`ranker_v2 = FeatureService(...)`), `vitrine feast apply`, and
 `vitrine train ranking --service ranker_v2` (docs/features.md walks through it).
@@ -15,17 +15,16 @@ from user_views import user_behaviour, user_preferences, user_profile
 
 WINDOWS = [f"{c}_{w}d" for w in (1, 7, 30) for c in ("impressions", "clicks", "carts", "purchases")]
 
-# the towers' inputs are still named in retrieval/tower_inputs.py (a fixed structure: text
-# tokens, recent-item bags); tests/unit/test_two_tower.py checks that they are these fields
+TWO_TOWER_V1 = [
+    user_behaviour[["clicks_30d", "purchases_30d", "ctr_30d", "cvr_30d", "price_level", "segment"]],
+    user_preferences[["top_categorys", "recent_items"]],
+    user_profile[["age_band", "gender", "region"]],
+    item_attributes[["category", "top_category", "brand", "price", "title"]],
+    item_stats[["ctr_30d", "heat", "age_days"]],
+]
 two_tower_v1 = FeatureService(
     name="two_tower_v1",
-    features=[
-        user_behaviour[["clicks_30d", "purchases_30d", "ctr_30d", "cvr_30d", "price_level", "segment"]],
-        user_preferences[["top_categorys", "recent_items"]],
-        user_profile[["age_band", "gender", "region"]],
-        item_attributes[["category", "top_category", "brand", "price", "title"]],
-        item_stats[["ctr_30d", "heat", "age_days"]],
-    ],
+    features=TWO_TOWER_V1,
     description="TFRS two-tower retrieval: user tower and item tower inputs",
 )
 

@@ -33,13 +33,15 @@ from retrieval.routes import (
     UserState,
 )
 from retrieval.tables import catalogue_from, factor_matrix, item_frame, neighbour_lists
-from retrieval.tower_inputs import USER_COLUMNS
 from vitrine.config import Home
 from vitrine.versions import BadModelVersion, latest
 
 # route settings a policy may override, by route class
 TUNABLE = {"NeighbourRoute": ("recent", "decay", "bought"), "HotRoute": ("signal",)}
 EXACT_UP_TO = 20_000  # items; above this the two-tower route searches a faiss IVF index
+# the user's recent items (the item-CF and content routes' seeds; the user tower reads the same column
+# when its service lists it): the daily snapshot's, after the real-time ones
+RECENT_ITEMS = "user_preferences__recent_items"
 
 
 def _index_for(vectors: np.ndarray, kind: str = "auto") -> Index:
@@ -146,7 +148,7 @@ class Retriever:
         missing keys or None = unknown, e.g. a new user). `extra_recent` (newest first, e.g.
         real-time clicks) goes in front of the snapshot's recent items; `bought` adds to the
         snapshot's purchases; `seen` defaults to the recent items."""
-        recent = list(dict.fromkeys([*extra_recent, *_list(features.get("user_preferences__recent_items"))]))
+        recent = list(dict.fromkeys([*extra_recent, *_list(features.get(RECENT_ITEMS))]))
         factors = features.get("als_user_factors__user_als_factors")
         state = UserState(
             user_id=user_id,
@@ -164,7 +166,7 @@ class Retriever:
             # items; else the user tower on the current features (~0.5 ms)
             embedding = None if extra_recent else self.two_tower.precomputed(user_id)
             if embedding is None:
-                embedding = self.embed([user_id], [{**features, USER_COLUMNS["recent_items"]: recent}])[0]
+                embedding = self.embed([user_id], [{**features, RECENT_ITEMS: recent}])[0]
         state.embedding = embedding
         return state
 

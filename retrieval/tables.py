@@ -34,8 +34,12 @@ def _prefixed(df: pd.DataFrame, view: str, key: str) -> pd.DataFrame:
     return df.drop(columns=["event_timestamp"]).rename(columns={c: f"{view}__{c}" for c in df if c != key})
 
 
-def item_frame(features: Path, as_of: datetime | None = None) -> pd.DataFrame:
-    """Every item listed by `as_of`: latest attributes and stats, in Feast full names
+ITEM_VIEWS = ("item_attributes", "item_stats")
+
+
+def item_frame(features: Path, as_of: datetime | None = None, views: tuple[str, ...] = ITEM_VIEWS) -> pd.DataFrame:
+    """Every item listed by `as_of`: latest attributes and stats (and the latest rows of any
+    other item view in `views`, from `<features>/<view>`), in Feast full names
     (`item_attributes__category`, `item_stats__heat`, ...), sorted by item id."""
     attrs = latest_rows(features / "item_attributes", "item_id", as_of)
     if as_of is not None and "created_at" in attrs:
@@ -45,6 +49,10 @@ def item_frame(features: Path, as_of: datetime | None = None) -> pd.DataFrame:
     attrs, stats = _prefixed(attrs, "item_attributes", "item_id"), _prefixed(stats, "item_stats", "item_id")
     # the catalogue's items (with their stats); only stats when a log came without a catalogue
     frame = attrs.merge(stats, on="item_id", how="left") if len(attrs) else stats
+    for view in views:
+        if view not in ITEM_VIEWS:
+            frame = frame.merge(_prefixed(latest_rows(features / view, "item_id", as_of), view, "item_id"),
+                                on="item_id", how="left")
     return frame.sort_values("item_id").reset_index(drop=True)
 
 
@@ -104,11 +112,12 @@ def factor_matrix(path: Path, catalogue: Catalogue, column: str, as_of: datetime
     return rows, np.stack(df[column].to_numpy()).astype(np.float32)
 
 
-def user_frame(features: Path, as_of: datetime | None = None, users: list[str] | None = None) -> pd.DataFrame:
-    """Users' latest rows of every user view, in Feast full names, one row per user — what
-    `get_online_features` would have served at `as_of`."""
+def user_frame(features: Path, as_of: datetime | None = None, users: list[str] | None = None,
+               views: tuple[str, ...] = USER_VIEWS) -> pd.DataFrame:
+    """Users' latest rows of every user view (recall's, and any other in `views`), in Feast full
+    names, one row per user — what `get_online_features` would have served at `as_of`."""
     frame: pd.DataFrame | None = None
-    for view in USER_VIEWS:
+    for view in dict.fromkeys([*USER_VIEWS, *views]):
         df = latest_rows(features / view, "user_id", as_of)
         if users is not None:
             df = df[df["user_id"].isin(users)]

@@ -1,30 +1,100 @@
-"""Two-tower model inputs: which feature-service columns feed which tower input, and how a
-frame of them becomes the arrays the towers (and their SavedModel signatures) take.
+"""Two-tower model inputs: which feature-service columns feed which tower input (derived from
+the service's fields, `vitrine/featurestore/contract.py`), and how a frame of them — or one
+request's online feature dicts — becomes the arrays the towers (and their SavedModel
+signatures) take. Shared by training and serving, so both prepare inputs identically.
 
-Shared by training and serving, so both prepare inputs identically.
+The towers' inputs, in the service's order (every input is named by its Feast full name):
+- user tower: the user id; categorical user fields (strings); numeric user fields (log1p,
+  standardised); bags (`encoding: bag`, e.g. the top categories: a mean embedding in the
+  vocabulary of the item field they `match`); item-id lists (`encoding: item_ids`, e.g. the
+  recent items: a mean of the shared item-id embedding);
+- item tower: the item id; categorical and numeric item fields; text fields (`encoding: text`,
+  e.g. the title: a mean embedding of its first tokens).
+
+The layout is saved with each version (`tower_layout.json`) and rebuilt from there at serving.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-USER_CATEGORICAL = ("segment", "age_band", "gender", "region")
-USER_NUMERIC = ("clicks_30d", "purchases_30d", "ctr_30d", "cvr_30d", "price_level")
-ITEM_CATEGORICAL = ("category", "top_category", "brand")
-ITEM_NUMERIC = ("price", "ctr_30d", "heat", "age_days")
-RECENT = 20  # recent items per user
-TOP_CATEGORIES = 3
-TITLE_TOKENS = 8
+from vitrine.featurestore.contract import ContractError, ServiceField
+
+LIST_WIDTH = {"bag": 3, "item_ids": 20, "text": 8}  # values kept per list input (top categories, recent items, tokens)
+RECENT = LIST_WIDTH["item_ids"]
+TOP_CATEGORIES = LIST_WIDTH["bag"]
+TITLE_TOKENS = LIST_WIDTH["text"]
+TITLE_VOCABULARY = 5000  # most frequent tokens per text field
+
+
+class TowerLayout:
+    """The towers' inputs for one feature service (see the module docstring)."""
+
+    def __init__(self, service: str, fields: Iterable[ServiceField]) -> None:
+        self.service = service
+        self.fields = list(fields)
+        self.user_categorical: list[str] = []
+        self.user_numeric: list[str] = []
+        self.user_bags: dict[str, str] = {}  # bag column → the item categorical column it matches
+        self.user_item_lists: list[str] = []
+        self.item_categorical: list[str] = []
+        self.item_numeric: list[str] = []
+        self.item_text: list[str] = []
+        self.ignored: dict[str, str] = {}
+        matches: dict[str, str] = {}
+        for f in self.fields:
+            encoding = f.encoding
+            if f.entity not in ("user", "item"):
+                raise ContractError(f"{f.column}: the two-tower reads user and item views only")
+            user = f.entity == "user"
+            if encoding == "categorical":
+                (self.user_categorical if user else self.item_categorical).append(f.column)
+            elif encoding == "numeric":
+                (self.user_numeric if user else self.item_numeric).append(f.column)
+            elif encoding == "bag" and user:
+                matches[f.column] = f.tags["matches"]
+            elif encoding == "item_ids" and user:
+                self.user_item_lists.append(f.column)
+            elif encoding == "text" and not user:
+                self.item_text.append(f.column)
+            else:
+                self.ignored[f.column] = f"encoding {encoding} ({f.dtype}) on a {f.entity} field"
+        by_feature = {c.split("__", 1)[1]: c for c in self.item_categorical}
+        for column, feature in matches.items():
+            if feature not in by_feature:
+                raise ContractError(f"{column}: it matches item field {feature!r}, which service {service} "
+                                    f"does not list as a categorical item field")
+            self.user_bags[column] = by_feature[feature]
+
+    @property
+    def user_columns(self) -> list[str]:
+        return [*self.user_categorical, *self.user_numeric, *self.user_bags, *self.user_item_lists]
+
+    @property
+    def item_columns(self) -> list[str]:
+        return [*self.item_categorical, *self.item_numeric, *self.item_text]
+
+    def views(self, entity: str) -> list[str]:
+        """The feature views of `entity` the layout reads, in the service's order."""
+        return list(dict.fromkeys(f.view for f in self.fields if f.entity == entity))
+
+    def to_json(self) -> dict:
+        return {"service": self.service, "fields": [f.to_json() for f in self.fields]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> TowerLayout:
+        return cls(d["service"], [ServiceField.from_json(f) for f in d["fields"]])
 
 
 @dataclass
 class Vocabularies:
     users: list[str]
     items: list[str]
-    values: dict[str, list[str]] = field(default_factory=dict)
+    values: dict[str, list[str]] = field(default_factory=dict)  # input column → its values
     numeric_stats: dict[str, tuple[float, float]] = field(default_factory=dict)  # mean, std of log1p
 
     def to_json(self) -> dict:
@@ -57,49 +127,37 @@ def _log_numeric(series: pd.Series) -> np.ndarray:
     return np.log1p(x)
 
 
-def title_tokens(series: pd.Series) -> np.ndarray:
+def text_tokens(series: pd.Series) -> np.ndarray:
     return _pad_lists(series.fillna("").astype(str).str.lower().str.split(), TITLE_TOKENS)
-
-
-# model input → the two_tower_v1 column that feeds it (Feast full feature names, as both the
-# historical join and `get_online_features(..., full_feature_names=True)` return them)
-USER_COLUMNS = {
-    "segment": "user_behaviour__segment", "age_band": "user_profile__age_band",
-    "gender": "user_profile__gender", "region": "user_profile__region",
-    **{n: f"user_behaviour__{n}" for n in USER_NUMERIC},
-    "top_categorys": "user_preferences__top_categorys", "recent_items": "user_preferences__recent_items",
-}
-ITEM_COLUMNS = {
-    "category": "item_attributes__category", "top_category": "item_attributes__top_category",
-    "brand": "item_attributes__brand", "price": "item_attributes__price", "title": "item_attributes__title",
-    "ctr_30d": "item_stats__ctr_30d", "heat": "item_stats__heat", "age_days": "item_stats__age_days",
-}
 
 
 def _col(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name] if name in frame else pd.Series([None] * len(frame), index=frame.index)
 
 
-def user_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """User-tower inputs from a frame of two_tower_v1 columns (plus `user_id`)."""
+def user_inputs(layout: TowerLayout, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """User-tower inputs from a frame of the service's user columns (plus `user_id`)."""
     out = {"user_id": _strings(frame["user_id"])}
-    for name in USER_CATEGORICAL:
-        out[name] = _strings(_col(frame, USER_COLUMNS[name]))
-    for name in USER_NUMERIC:
-        out[name] = _log_numeric(_col(frame, USER_COLUMNS[name]))
-    out["top_categorys"] = _pad_lists(_col(frame, USER_COLUMNS["top_categorys"]), TOP_CATEGORIES)
-    out["recent_items"] = _pad_lists(_col(frame, USER_COLUMNS["recent_items"]), RECENT)
+    for c in layout.user_categorical:
+        out[c] = _strings(_col(frame, c))
+    for c in layout.user_numeric:
+        out[c] = _log_numeric(_col(frame, c))
+    for c in layout.user_bags:
+        out[c] = _pad_lists(_col(frame, c), LIST_WIDTH["bag"])
+    for c in layout.user_item_lists:
+        out[c] = _pad_lists(_col(frame, c), LIST_WIDTH["item_ids"])
     return out
 
 
-def item_inputs(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Item-tower inputs from a frame of two_tower_v1 columns (plus `item_id`)."""
+def item_inputs(layout: TowerLayout, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Item-tower inputs from a frame of the service's item columns (plus `item_id`)."""
     out = {"item_id": _strings(frame["item_id"])}
-    for name in ITEM_CATEGORICAL:
-        out[name] = _strings(_col(frame, ITEM_COLUMNS[name]))
-    for name in ITEM_NUMERIC:
-        out[name] = _log_numeric(_col(frame, ITEM_COLUMNS[name]))
-    out["title"] = title_tokens(_col(frame, ITEM_COLUMNS["title"]))
+    for c in layout.item_categorical:
+        out[c] = _strings(_col(frame, c))
+    for c in layout.item_numeric:
+        out[c] = _log_numeric(_col(frame, c))
+    for c in layout.item_text:
+        out[c] = text_tokens(_col(frame, c))
     return out
 
 
@@ -115,16 +173,16 @@ def _clipped(v) -> float:
     return x if x > 0 else 0.0  # NaN and negatives → 0, as _log_numeric
 
 
-def user_inputs_from_rows(user_ids: list[str], rows: list[dict]) -> dict[str, np.ndarray]:
+def user_inputs_from_rows(layout: TowerLayout, user_ids: list[str], rows: list[dict]) -> dict[str, np.ndarray]:
     """`user_inputs` for online feature dicts (Feast full names), without pandas: the
     serving path, a few microseconds per user. Same arrays as `user_inputs(frame)`."""
     out = {"user_id": np.array([str(u) for u in user_ids], dtype=object)}
-    for name in USER_CATEGORICAL:
-        col = USER_COLUMNS[name]
-        out[name] = np.array([_scalar_string(r.get(col)) for r in rows], dtype=object)
-    for name in USER_NUMERIC:
-        col = USER_COLUMNS[name]
-        out[name] = np.log1p(np.array([_clipped(r.get(col)) for r in rows], dtype=np.float32))
-    for name, width in (("top_categorys", TOP_CATEGORIES), ("recent_items", RECENT)):
-        out[name] = _pad_lists([r.get(USER_COLUMNS[name]) for r in rows], width)
+    for c in layout.user_categorical:
+        out[c] = np.array([_scalar_string(r.get(c)) for r in rows], dtype=object)
+    for c in layout.user_numeric:
+        out[c] = np.log1p(np.array([_clipped(r.get(c)) for r in rows], dtype=np.float32))
+    for c in layout.user_bags:
+        out[c] = _pad_lists([r.get(c) for r in rows], LIST_WIDTH["bag"])
+    for c in layout.user_item_lists:
+        out[c] = _pad_lists([r.get(c) for r in rows], LIST_WIDTH["item_ids"])
     return out

@@ -11,14 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retrieval.tower_inputs import user_inputs, user_inputs_from_rows
+from retrieval.tower_inputs import TowerLayout, user_inputs, user_inputs_from_rows
 from vitrine.versions import BadModelVersion, verify
+
+LAYOUT = "tower_layout.json"
 
 
 @dataclass
 class TwoTowerArtifact:
     directory: Path
     manifest: dict
+    layout: TowerLayout
     item_ids: list[str]
     item_embeddings: np.ndarray
     _serve: object
@@ -33,12 +36,18 @@ class TwoTowerArtifact:
         manifest = verify(directory)
         if manifest.get("model") != "two_tower":
             raise BadModelVersion(f"{directory} holds a {manifest.get('model')!r} model, not two_tower")
+        if not (directory / LAYOUT).exists():
+            raise BadModelVersion(f"{directory}: no {LAYOUT} (trained before feature-service layouts): retrain it")
+        try:
+            layout = TowerLayout.from_json(json.loads((directory / LAYOUT).read_text()))
+        except (ValueError, KeyError) as e:
+            raise BadModelVersion(f"{directory}: unreadable {LAYOUT}: {e}") from e
         ids = json.loads((directory / "item_ids.json").read_text())
         embeddings = np.load(directory / "item_embeddings.npy", allow_pickle=False)
         if len(ids) != len(embeddings):
             raise BadModelVersion(f"{directory}: {len(ids)} item ids but {len(embeddings)} embeddings")
         serve = tf.saved_model.load(str(directory / "user_tower")).signatures["serving_default"]
-        artifact = cls(directory, manifest, ids, embeddings, serve)
+        artifact = cls(directory, manifest, layout, ids, embeddings, serve)
         if (directory / "user_ids.json").exists():
             users = json.loads((directory / "user_ids.json").read_text())
             vectors = np.load(directory / "user_embeddings.npy", allow_pickle=False)
@@ -54,15 +63,15 @@ class TwoTowerArtifact:
         return None if row is None else self.user_vectors[row]
 
     def user_embeddings(self, frame: pd.DataFrame) -> np.ndarray:
-        """Embeddings for rows of (user_id + two_tower_v1 user columns)."""
+        """Embeddings for rows of (user_id + the layout's user columns)."""
         import tensorflow as tf
 
-        inputs = {k: tf.constant(v) for k, v in user_inputs(frame).items()}
+        inputs = {k: tf.constant(v) for k, v in user_inputs(self.layout, frame).items()}
         return self._serve(**inputs)["embedding"].numpy()
 
     def embed_rows(self, user_ids: list[str], rows: list[dict]) -> np.ndarray:
         """Embeddings for online feature dicts (Feast full names): the serving path."""
         import tensorflow as tf
 
-        inputs = {k: tf.constant(v) for k, v in user_inputs_from_rows(user_ids, rows).items()}
+        inputs = {k: tf.constant(v) for k, v in user_inputs_from_rows(self.layout, user_ids, rows).items()}
         return self._serve(**inputs)["embedding"].numpy()

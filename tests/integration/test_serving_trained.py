@@ -203,13 +203,15 @@ from quality_views import item_quality
 
 ranker_v2 = FeatureService(name="ranker_v2", features=[*RANKER_V1, item_quality],
                            description="ranker_v1 + the item's return rate")
+two_tower_v2 = FeatureService(name="two_tower_v2", features=[*TWO_TOWER_V1, item_quality])
 '''
 
 
 def test_a_new_feature_reaches_training_and_serving_through_a_service_version(trained, tmp_path):
-    """A team registers a feature (a new view and `ranker_v2` listing it), `feast apply`,
-    materialise, `vitrine train ranking --service ranker_v2`: the teacher is trained on it and
-    the server reads it — no Python edits outside the feature repository."""
+    """A team registers a feature (a new view, and `ranker_v2` / `two_tower_v2` listing it),
+    `feast apply`, materialise, `vitrine train ranking --service ranker_v2` and `vitrine train
+    retrieval --tower-service two_tower_v2`: the models are trained on it and the server reads
+    it — no Python edits outside the feature repository."""
     import numpy as np
 
     from app.cli import main
@@ -236,6 +238,13 @@ def test_a_new_feature_reaches_training_and_serving_through_a_service_version(tr
 
     assert main(["--home", str(home.root), "train", "ranking", "--service", "ranker_v2", "--epochs", "1",
                  "--fraction", "0.5"]) == 0
+    assert main(["--home", str(home.root), "train", "retrieval", "--tower-service", "two_tower_v2",
+                 "--epochs", "1"]) == 0
+    from retrieval.two_tower import TwoTowerArtifact
+
+    tower = TwoTowerArtifact.load(latest(home, "two_tower"))
+    assert tower.manifest["feature_service"] == "two_tower_v2"
+    assert tower.layout.item_numeric[-1] == "item_quality__return_rate"
     teacher = Teacher.load(latest(home, "ranker"))
     assert teacher.feature_service == "ranker_v2"
     assert "item_quality__return_rate" in teacher.encoder.layout.row_numeric
@@ -245,6 +254,7 @@ def test_a_new_feature_reaches_training_and_serving_through_a_service_version(tr
         assert "ranker_v2" in core.services() and "item_quality__return_rate" in core.items.columns
         served = core.models.current.teacher
         assert served.feature_service == "ranker_v2"
+        assert core.models.current.retriever.two_tower.manifest["feature_service"] == "two_tower_v2"
         cols = {c: v[:20] for c, v in core.items.columns.items()}
         request = {"request_unix_s": 1_714_600_000}
         base, _ = served.score({}, cols, request)

@@ -8,9 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrieval.tower_inputs import ITEM_COLUMNS, USER_COLUMNS
+from retrieval.tower_inputs import TowerLayout
 from training.retrieval.two_tower import TwoTowerSettings, train
+from vitrine.featurestore.contract import repo_fields
 from vitrine.versions import BadModelVersion, verify
+
+LAYOUT = TowerLayout("two_tower_v1", repo_fields("two_tower_v1"))
+# feature name → its column (Feast full name), per tower
+USER_COLUMNS = {c.split("__", 1)[1]: c for c in LAYOUT.user_columns}
+ITEM_COLUMNS = {c.split("__", 1)[1]: c for c in LAYOUT.item_columns}
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +54,7 @@ def test_train_learns_export_and_round_trip(tmp_path):
 
     positives, items = frames()
     users = positives.drop_duplicates("user_id")
-    result = train(positives, items, out_dir=tmp_path / "v1", users=users.iloc[:5],
+    result = train(LAYOUT, positives, items, out_dir=tmp_path / "v1", users=users.iloc[:5],
                    settings=TwoTowerSettings(epochs=8, batch_size=64, learning_rate=0.2, embedding_dim=16))
     assert result.item_embeddings.shape == (60, 16)
     # users of group a should find a/x items above b/y items
@@ -65,7 +71,7 @@ def test_train_learns_export_and_round_trip(tmp_path):
 
     from retrieval.tower_inputs import user_inputs
 
-    direct = result.user_tower({k: tf.constant(v) for k, v in user_inputs(users).items()})
+    direct = result.user_tower({k: tf.constant(v) for k, v in user_inputs(LAYOUT, users).items()})
     np.testing.assert_allclose(direct.numpy(), emb, rtol=1e-5, atol=1e-6)
     # the snapshot's users are embedded at export: the same vectors as the tower gives online
     first = users["user_id"].iloc[0]
@@ -79,7 +85,7 @@ def test_tampered_version_is_refused(tmp_path):
     from retrieval.two_tower import TwoTowerArtifact
 
     positives, items = frames()
-    train(positives, items, out_dir=tmp_path / "v1", settings=TwoTowerSettings(epochs=1, batch_size=64))
+    train(LAYOUT, positives, items, out_dir=tmp_path / "v1", settings=TwoTowerSettings(epochs=1, batch_size=64))
     ids = json.loads((tmp_path / "v1" / "item_ids.json").read_text())
     (tmp_path / "v1" / "item_ids.json").write_text(json.dumps(ids[::-1]))
     with pytest.raises(BadModelVersion, match="differ from the manifest"):
@@ -87,7 +93,7 @@ def test_tampered_version_is_refused(tmp_path):
 
 
 def test_online_rows_give_the_same_user_inputs_as_frames():
-    from retrieval.tower_inputs import USER_COLUMNS, user_inputs, user_inputs_from_rows
+    from retrieval.tower_inputs import user_inputs, user_inputs_from_rows
 
     rows = [
         {USER_COLUMNS["segment"]: "potential", USER_COLUMNS["clicks_30d"]: 12, USER_COLUMNS["ctr_30d"]: 0.07,
@@ -97,17 +103,22 @@ def test_online_rows_give_the_same_user_inputs_as_frames():
     ]
     frame = pd.DataFrame([{c: r.get(c) for c in USER_COLUMNS.values()} for r in rows])
     frame.insert(0, "user_id", ["u1", "u2"])
-    expected, got = user_inputs(frame), user_inputs_from_rows(["u1", "u2"], rows)
+    expected, got = user_inputs(LAYOUT, frame), user_inputs_from_rows(LAYOUT, ["u1", "u2"], rows)
     assert expected.keys() == got.keys()
     for name in expected:
         assert expected[name].dtype == got[name].dtype, name
         np.testing.assert_array_equal(expected[name], got[name], err_msg=name)
 
 
-def test_the_towers_read_exactly_their_feature_service():
-    """The two-tower's inputs are named in code; they must be the fields of `two_tower_v1`."""
-    from retrieval.tower_inputs import ITEM_COLUMNS, USER_COLUMNS
-    from vitrine.featurestore.contract import repo_fields
+def test_the_towers_read_their_feature_service():
+    """Every field of `two_tower_v1` is a tower input, encoded as its type and tags say; a new
+    field in a service version becomes one more input."""
+    from vitrine.featurestore.contract import ServiceField
 
-    service = {f.column for f in repo_fields("two_tower_v1")}
-    assert {*USER_COLUMNS.values(), *ITEM_COLUMNS.values()} == service
+    service = [f.column for f in repo_fields("two_tower_v1")]
+    assert sorted([*LAYOUT.user_columns, *LAYOUT.item_columns]) == sorted(service) and not LAYOUT.ignored
+    assert LAYOUT.user_bags == {"user_preferences__top_categorys": "item_attributes__category"}
+    assert LAYOUT.user_item_lists == ["user_preferences__recent_items"]
+    assert LAYOUT.item_text == ["item_attributes__title"]
+    v2 = TowerLayout("two_tower_v2", [*LAYOUT.fields, ServiceField("item_quality", "return_rate", "float", "item")])
+    assert v2.item_numeric[-1] == "item_quality__return_rate" and v2.views("item")[-1] == "item_quality"

@@ -14,16 +14,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from retrieval.tower_inputs import (
-    ITEM_CATEGORICAL,
-    ITEM_NUMERIC,
-    RECENT,
-    TITLE_TOKENS,
-    TOP_CATEGORIES,
-    USER_CATEGORICAL,
-    USER_NUMERIC,
-    Vocabularies,
-)
+from retrieval.tower_inputs import LIST_WIDTH, TowerLayout, Vocabularies
 from training.retrieval.settings import TwoTowerSettings
 
 
@@ -69,64 +60,60 @@ class ItemIds(tf.keras.layers.Layer):
         self.embedding = tf.keras.layers.Embedding(len(vocab.items) + 2, dim)
 
 
+def _categorical(vocab: Vocabularies, column: str, dim: int, mask: bool = False):
+    values = vocab.values[column]
+    return _lookup(values, mask=mask), tf.keras.layers.Embedding(len(values) + (2 if mask else 1), dim)
+
+
 class UserTower(tf.keras.Model):
-    def __init__(self, vocab: Vocabularies, settings: TwoTowerSettings, item_ids: ItemIds):
+    def __init__(self, layout: TowerLayout, vocab: Vocabularies, settings: TwoTowerSettings, item_ids: ItemIds):
         super().__init__(name="user_tower")
+        self.layout = layout
         self.item_ids = item_ids
         self.user_lookup = _lookup(vocab.users)
         self.user_embedding = tf.keras.layers.Embedding(len(vocab.users) + 1, settings.id_dim)
-        self.cat = {n: (_lookup(vocab.values[n]), tf.keras.layers.Embedding(len(vocab.values[n]) + 1,
-                                                                            settings.feature_dim))
-                    for n in USER_CATEGORICAL}
-        self.pref_lookup = _lookup(vocab.values["category"], mask=True)
-        self.pref_embedding = tf.keras.layers.Embedding(len(vocab.values["category"]) + 2, settings.feature_dim)
-        self.numeric = _Normalise(vocab.numeric_stats, tuple(f"user_{n}" for n in USER_NUMERIC))
+        self.cat = {c: _categorical(vocab, c, settings.feature_dim) for c in layout.user_categorical}
+        # a bag is embedded in the vocabulary of the item field it matches
+        self.bags = {c: _categorical(vocab, item_column, settings.feature_dim, mask=True)
+                     for c, item_column in layout.user_bags.items()}
+        self.numeric = _Normalise(vocab.numeric_stats, tuple(layout.user_numeric)) if layout.user_numeric else None
         self.mlp = _mlp(settings, "user_mlp")
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
         parts = [self.user_embedding(self.user_lookup(f["user_id"]))]
-        parts += [emb(lookup(f[n])) for n, (lookup, emb) in self.cat.items()]
-        parts.append(self.numeric({f"user_{n}": f[n] for n in USER_NUMERIC}))
-        parts.append(_bag(self.pref_lookup, self.pref_embedding, f["top_categorys"]))
-        parts.append(_bag(self.item_ids.lookup, self.item_ids.embedding, f["recent_items"]))
+        parts += [emb(lookup(f[c])) for c, (lookup, emb) in self.cat.items()]
+        if self.numeric is not None:
+            parts.append(self.numeric(f))
+        parts += [_bag(lookup, emb, f[c]) for c, (lookup, emb) in self.bags.items()]
+        parts += [_bag(self.item_ids.lookup, self.item_ids.embedding, f[c]) for c in self.layout.user_item_lists]
         return tf.math.l2_normalize(self.mlp(tf.concat(parts, axis=1)), axis=1)
 
 
-
 class ItemTower(tf.keras.Model):
-    def __init__(self, vocab: Vocabularies, settings: TwoTowerSettings, item_ids: ItemIds):
+    def __init__(self, layout: TowerLayout, vocab: Vocabularies, settings: TwoTowerSettings, item_ids: ItemIds):
         super().__init__(name="item_tower")
         self.item_ids = item_ids
-        self.cat = {n: (_lookup(vocab.values[n]), tf.keras.layers.Embedding(len(vocab.values[n]) + 1,
-                                                                            settings.feature_dim))
-                    for n in ITEM_CATEGORICAL}
-        self.title_lookup = _lookup(vocab.values["title"], mask=True)
-        self.title_embedding = tf.keras.layers.Embedding(len(vocab.values["title"]) + 2, settings.feature_dim)
-        self.numeric = _Normalise(vocab.numeric_stats, tuple(f"item_{n}" for n in ITEM_NUMERIC))
+        self.cat = {c: _categorical(vocab, c, settings.feature_dim) for c in layout.item_categorical}
+        self.text = {c: _categorical(vocab, c, settings.feature_dim, mask=True) for c in layout.item_text}
+        self.numeric = _Normalise(vocab.numeric_stats, tuple(layout.item_numeric)) if layout.item_numeric else None
         self.mlp = _mlp(settings, "item_mlp")
 
     def call(self, f: dict[str, tf.Tensor]) -> tf.Tensor:
         parts = [self.item_ids.embedding(self.item_ids.lookup(f["item_id"]))]
-        parts += [emb(lookup(f[n])) for n, (lookup, emb) in self.cat.items()]
-        parts.append(self.numeric({f"item_{n}": f[n] for n in ITEM_NUMERIC}))
-        parts.append(_bag(self.title_lookup, self.title_embedding, f["title"]))
+        parts += [emb(lookup(f[c])) for c, (lookup, emb) in self.cat.items()]
+        if self.numeric is not None:
+            parts.append(self.numeric(f))
+        parts += [_bag(lookup, emb, f[c]) for c, (lookup, emb) in self.text.items()]
         return tf.math.l2_normalize(self.mlp(tf.concat(parts, axis=1)), axis=1)
 
 
-
-USER_SPECS = {
-    "user_id": tf.TensorSpec([None], tf.string),
-    **{n: tf.TensorSpec([None], tf.string) for n in USER_CATEGORICAL},
-    **{n: tf.TensorSpec([None], tf.float32) for n in USER_NUMERIC},
-    "top_categorys": tf.TensorSpec([None, TOP_CATEGORIES], tf.string),
-    "recent_items": tf.TensorSpec([None, RECENT], tf.string),
-}
-ITEM_SPECS = {
-    "item_id": tf.TensorSpec([None], tf.string),
-    **{n: tf.TensorSpec([None], tf.string) for n in ITEM_CATEGORICAL},
-    **{n: tf.TensorSpec([None], tf.float32) for n in ITEM_NUMERIC},
-    "title": tf.TensorSpec([None, TITLE_TOKENS], tf.string),
-}
+def user_specs(layout: TowerLayout) -> dict[str, tf.TensorSpec]:
+    """The user tower's serving signature: one named input per column (and `user_id`)."""
+    return {"user_id": tf.TensorSpec([None], tf.string),
+            **{c: tf.TensorSpec([None], tf.string) for c in layout.user_categorical},
+            **{c: tf.TensorSpec([None], tf.float32) for c in layout.user_numeric},
+            **{c: tf.TensorSpec([None, LIST_WIDTH["bag"]], tf.string) for c in layout.user_bags},
+            **{c: tf.TensorSpec([None, LIST_WIDTH["item_ids"]], tf.string) for c in layout.user_item_lists}}
 
 
 def serving_function(tower: tf.keras.Model, specs: dict[str, tf.TensorSpec]):
@@ -143,11 +130,11 @@ def serving_function(tower: tf.keras.Model, specs: dict[str, tf.TensorSpec]):
 class TwoTowerModel(tfrs.Model):
     """Towers in, loss out: the retrieval task scores every user against every item of the batch."""
 
-    def __init__(self, vocab: Vocabularies, settings: TwoTowerSettings):
+    def __init__(self, layout: TowerLayout, vocab: Vocabularies, settings: TwoTowerSettings):
         super().__init__()
         shared = ItemIds(vocab, settings.id_dim)
-        self.user_tower = UserTower(vocab, settings, shared)
-        self.item_tower = ItemTower(vocab, settings, shared)
+        self.user_tower = UserTower(layout, vocab, settings, shared)
+        self.item_tower = ItemTower(layout, vocab, settings, shared)
         self.settings = settings
         self.task = tfrs.tasks.Retrieval(temperature=settings.temperature, remove_accidental_hits=True)
 

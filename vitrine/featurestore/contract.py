@@ -9,7 +9,9 @@ tags say otherwise (`tags={"encoding": ...}` on the `Field`):
 - `bag` (tag only, on an `Array(String)`, with tags `weights`: a sibling `Array(Float*)` field,
   and `matches`: a candidate field's name): the user's weighted values in the matched
   field's vocabulary, plus the user's weight of each candidate's own value (a cross);
-- `text` (tag only): not a ranker input (the two-tower tokenises titles);
+- `item_ids` (tag only, on an `Array(String)` of item ids): the two-tower's mean of its item-id
+  embeddings (the recent items); not a ranker input;
+- `text` (tag only): the two-tower's token bag (titles); not a ranker input;
 - `none` (default for `UnixTimestamp` and other lists): not an input.
 
 A view may name one of its fields as its `known_flag` (view tag): the model also gets a 0/1
@@ -33,7 +35,7 @@ from typing import Any
 
 from vitrine.errors import VitrineError
 
-ENCODINGS = ("categorical", "numeric", "bag", "text", "none")
+ENCODINGS = ("categorical", "numeric", "bag", "item_ids", "text", "none")
 ENTITIES = ("user", "item", "merchant")
 
 
