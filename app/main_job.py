@@ -163,7 +163,11 @@ def serve_and_show(home: Home, url: str, *, users: int = 3, k: int = 5) -> None:
     from serving.server import start_server
 
     t = stage("serve: the gRPC Recommender on a free port, real recommendations")
-    running = start_server(Core(home, ServingConfig(port=0, http_port=None), redis_url=url), port=0, http_port=None)
+    # the tracked events are stamped at the log's own clock (below): accept events back to it
+    as_of = pd.Timestamp(json.loads((home.features / "manifest.json").read_text())["as_of"])
+    back = max(30.0, (pd.Timestamp.now(tz="UTC") - as_of) / pd.Timedelta(days=1) + 1)
+    config = ServingConfig(port=0, http_port=None, event_past_days=back)
+    running = start_server(Core(home, config, redis_url=url), port=0, http_port=None)
     try:
         print(f"   serving on 127.0.0.1:{running.port} ({running.core.models.current.version_string()})")
         ub = pd.read_parquet(home.features / "user_behaviour", columns=["user_id", "clicks_30d", "segment"])
@@ -187,7 +191,6 @@ def serve_and_show(home: Home, url: str, *, users: int = 3, k: int = 5) -> None:
             first = show(user)[0]
             # stamped at the log's own clock (a synthetic log ends weeks ago): events stamped
             # "now" would move the next feature run's clock to today
-            as_of = pd.Timestamp(json.loads((home.features / "manifest.json").read_text())["as_of"])
             stamp = [(as_of + pd.Timedelta(seconds=s)).isoformat() for s in (1, 2)]
             ack = stub.TrackEvents(pb.TrackEventsRequest(events=[
                 pb.Event(user_id=user, item_id=first, event_type="click", event_time=stamp[0]),

@@ -63,6 +63,10 @@ class ServingConfig:
     recent_items_max: int = 20  # rt_recent_items kept per user
     bought_items_max: int = 100  # rt_bought_items kept per user
     grace_seconds: float = 5.0  # graceful shutdown: in-flight RPCs get this long
+    # events are accepted from this long before the server's clock to this long after it (a
+    # replay of an older log widens the first explicitly; `vitrine ingest` takes any history)
+    event_past_days: float = 30.0
+    event_future_minutes: float = 10.0
     budgets: Budgets = field(default_factory=Budgets)
     diversity: Diversity = field(default_factory=Diversity)
     strategies: tuple[Strategy, ...] = (
@@ -78,6 +82,8 @@ class ServingConfig:
             raise ValueError("A/B strategy names must be unique")
         if not 0 < self.coarse_k <= self.recall_k:
             raise ValueError("need 0 < coarse_k <= recall_k")
+        if self.event_past_days < 0 or self.event_future_minutes < 0:
+            raise ValueError("event_past_days and event_future_minutes must be >= 0")
 
     @classmethod
     def from_json(cls, path: Path, **overrides: object) -> ServingConfig:

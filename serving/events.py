@@ -117,8 +117,12 @@ class EventCollector:
         batch = event_batch(self.config, events)
         now = datetime.now(UTC)
         known = self.known_items()
+        clock = pd.Timestamp(now).floor("s")
+        window = (clock - pd.Timedelta(days=self.config.event_past_days),
+                  clock + pd.Timedelta(minutes=self.config.event_future_minutes))
         checked = check_batch(events_table(batch, now), EVENTS, source="track", first_row=0,
-                              references={"item_id": (known, "item")} if known is not None else None)
+                              references={"item_id": (known, "item")} if known is not None else None,
+                              time_bounds={"event_time": window})
         rejections = [Rejection(int(r.row), str(r.field), str(r.reason))
                       for r in checked.rejects.itertuples(index=False)]
         self.metrics.events.labels("rejected").inc(checked.rejected_count)

@@ -1,5 +1,11 @@
 """A small HTTP gateway on the same core: `POST /collect` for the browser tracker,
-`GET /recommend` as JSON, `GET /metrics` (Prometheus) and `GET /healthz`."""
+`GET /recommend` as JSON, `GET /metrics` (Prometheus) and `GET /healthz`.
+
+Every answer is JSON, errors included (a malformed request line, an unsupported method, a bad
+`Content-Length`, a body nested too deeply: 4xx with a message, never a 500 or an HTML page).
+Connections are bounded (`MAX_CONNECTIONS`; more get a 503 at once) and a client that sends
+nothing for `READ_TIMEOUT_S` is dropped, so slow clients cannot hold every thread; a client
+that goes away mid-answer is logged at DEBUG, not as a traceback."""
 
 from __future__ import annotations
 
@@ -16,14 +22,32 @@ from serving.validation import InvalidRequest, failure_of
 
 log = logging.getLogger("serving.gateway")
 MAX_BODY = 1 << 20
+MAX_CONNECTIONS = 64  # open connections (one thread each); more are answered 503 at once
+READ_TIMEOUT_S = 10.0  # a client silent this long mid-request is dropped
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "vitrine-gateway"
     core = None  # set on the subclass made per gateway
+    timeout = READ_TIMEOUT_S
 
     def log_message(self, format: str, *args) -> None:  # route access logs to DEBUG
         log.debug(format % args)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError) as e:  # the client went away or went silent
+            log.debug("connection dropped: %s", e)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's errors (bad request line, 501, 414) as JSON, not HTML."""
+        try:
+            self.close_connection = True
+            self.request_version = "HTTP/1.1"  # a garbled request line parses as HTTP/0.9: no status line
+            self._json(code, {"error": message or HTTPStatus(code).phrase})
+        except (ConnectionError, TimeoutError):
+            pass
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
         self.send_response(status)
@@ -40,6 +64,8 @@ class _Handler(BaseHTTPRequestHandler):
         t0 = time.perf_counter()
         try:
             fn()
+        except (ConnectionError, TimeoutError):
+            raise  # the client is gone: nothing to answer (`handle` logs it at DEBUG)
         except Exception as e:
             failure = failure_of(e)
             if failure.internal:
@@ -89,23 +115,64 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, self.core.recommend(req).to_dict())
 
     def _collect(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isdigit():
+            raise InvalidRequest(f"Content-Length must be a whole number of bytes, got {raw[:40]!r}")
+        length = int(raw)
         if length <= 0 or length > MAX_BODY:
             raise InvalidRequest(f"send a JSON body of 1 byte to {MAX_BODY} bytes (got {length})")
+        data = self.rfile.read(length)
+        if len(data) < length:
+            raise InvalidRequest(f"the body ended after {len(data)} of {length} bytes")
         try:
-            body = json.loads(self.rfile.read(length))
+            body = json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InvalidRequest(f"the body is not JSON: {e}") from None
+        except RecursionError:
+            raise InvalidRequest("the body's JSON is nested too deeply") from None
         events = body.get("events") if isinstance(body, dict) and "events" in body else body
         if isinstance(events, dict):
             events = [events]
         self._json(HTTPStatus.OK, self.core.track(events).to_dict())
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, at most `MAX_CONNECTIONS` of them."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog (socketserver's default is 5)
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                body = b'{"error": "too many connections; retry shortly"}'
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+                                + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:  # never a traceback on stderr
+        log.debug("gateway connection error", exc_info=True)
+
+
 class Gateway:
     def __init__(self, core, host: str, port: int) -> None:
         handler = type("Handler", (_Handler,), {"core": core})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = _BoundedServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread: threading.Thread | None = None

@@ -41,13 +41,47 @@ def track_pb(result: TrackResult) -> pb.TrackEventsResponse:
                                               for r in result.rejections])
 
 
+class Undecodable:
+    """A request whose bytes are not the method's message: answered INVALID_ARGUMENT by the
+    servicer (gRPC's own deserialisation failure would be INTERNAL)."""
+
+    def __init__(self, message: str, error: Exception) -> None:
+        self.reason = f"the request body is not a valid {message} protobuf message ({type(error).__name__})"
+
+
+def tolerant(message_class):
+    def parse(data: bytes):
+        try:
+            return message_class.FromString(data)
+        except Exception as e:  # DecodeError, RuntimeWarning-as-error, recursion limits
+            return Undecodable(message_class.DESCRIPTOR.full_name, e)
+
+    return parse
+
+
+MAX_RECEIVE_BYTES = 4 << 20  # a TrackEvents batch of 500 events is well under 1 MB
+MAX_SEND_BYTES = 4 << 20
+
+
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     def __init__(self, core: Core) -> None:
         self.core = core
 
-    def _call(self, method: str, context: grpc.ServicerContext, fn):
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service's methods with tolerant request parsing (see `Undecodable`)."""
+        def unary(fn, request, response):
+            return grpc.unary_unary_rpc_method_handler(fn, request_deserializer=tolerant(request),
+                                                       response_serializer=response.SerializeToString)
+
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+            "Recommend": unary(self.Recommend, pb.RecommendRequest, pb.RecommendResponse),
+            "TrackEvents": unary(self.TrackEvents, pb.TrackEventsRequest, pb.TrackEventsResponse)})
+
+    def _call(self, method: str, context: grpc.ServicerContext, fn, request=None):
         t0 = time.perf_counter()
         try:
+            if isinstance(request, Undecodable):
+                raise validation.InvalidRequest(request.reason)
             return fn()
         except Exception as e:
             failure = failure_of(e)
@@ -67,14 +101,14 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 request_id=request.request_id)
             return recommendation_pb(self.core.recommend(req, context.time_remaining()))
 
-        return self._call("Recommend", context, run)
+        return self._call("Recommend", context, run, request)
 
     def TrackEvents(self, request: pb.TrackEventsRequest, context: grpc.ServicerContext) -> pb.TrackEventsResponse:
         def run() -> pb.TrackEventsResponse:
             events = [MessageToDict(e, preserving_proto_field_name=True) for e in request.events]
             return track_pb(self.core.track(events))
 
-        return self._call("TrackEvents", context, run)
+        return self._call("TrackEvents", context, run, request)
 
 
 @dataclass
@@ -105,8 +139,10 @@ def start_server(core: Core, port: int | None = None, http_port: int | None = -1
     config = core.config
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.grpc_workers,
                                                     thread_name_prefix="vitrine-grpc"),
-                         maximum_concurrent_rpcs=config.max_concurrent_rpcs)
-    pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(core), server)
+                         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+                         options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+                                  ("grpc.max_send_message_length", MAX_SEND_BYTES)])
+    server.add_generic_rpc_handlers((RecommenderServicer(core).handler(),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

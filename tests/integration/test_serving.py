@@ -94,6 +94,16 @@ def test_invalid_recommend_requests(stub, request_kw, message):
     ([pb.Event(user_id="u1", item_id="i1", event_type="click", event_time="yesterday-ish")],
      "unparsable timestamp"),
     ([pb.Event(user_id="u1", item_id="no-such-item", event_type="click")], "unknown item"),
+    # bounded: event times around the server's clock, string lengths, numbers before Arrow sees them
+    *[([pb.Event(user_id="u1", item_id="i1", event_type="click", event_time=t)], "outside the accepted window")
+      for t in ("1677-09-22T00:00:00Z", "1900-01-01T00:00:00Z", "2200-01-01T00:00:00Z", "2262-04-11T00:00:00Z")],
+    ([pb.Event(user_id="u" * 7000, item_id="i1", event_type="click")], "user_id: longer than 256 characters"),
+    ([pb.Event(user_id="u1", item_id="i1", event_type="click", session_id="s" * 300)], "longer than 256"),
+    ([pb.Event(user_id="u1", item_id="i1", event_type="click", position=2**63 - 1)],
+     "position: outside the 64-bit integer range"),
+    ([pb.Event(user_id="u1", item_id="i1", event_type="click", position=-(2**63))], "position: below the minimum"),
+    ([pb.Event(user_id="u1", item_id="i1", event_type="purchase", quantity=2**62)], "quantity: above the maximum"),
+    ([pb.Event(user_id="u1", item_id="i1", event_type="click", price=1e308)], "price: above the maximum"),
 ])
 def test_malformed_events_are_invalid_argument(stub, events, message):
     with pytest.raises(grpc.RpcError) as e:
@@ -204,3 +214,76 @@ def test_redis_down_degrades_then_recovers(stub, server, served):
         redis_server.start(port=int(url.rsplit(":", 1)[1].split("/")[0]))
     r = recommend(stub, "u2", 2)
     assert r.degraded_reason != "redis_unavailable" and "features" in r.stage_ms
+
+
+def test_undecodable_payloads_are_invalid_argument(server):
+    """Bytes that are not the method's message: INVALID_ARGUMENT with what is wrong (gRPC's
+    own deserialisation failure would answer INTERNAL)."""
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        for method in ("Recommend", "TrackEvents"):
+            call = channel.unary_unary(f"/{SERVICE_NAME}/{method}", request_serializer=lambda b: b,
+                                       response_deserializer=lambda b: b)
+            for payload in (b"\xff\xff\xff\xff", b"\x0a\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01"):
+                with pytest.raises(grpc.RpcError) as e:
+                    call(payload, timeout=5)
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, payload)
+                assert "not a valid vitrine.v1." in e.value.details()
+
+
+def _raw_http(port: int, request: bytes) -> tuple[int, dict]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            sock.sendall(request)
+            sock.shutdown(socket.SHUT_WR)  # the request is complete (a short body is short, not slow)
+        except OSError:
+            pass  # the server answered (503) and closed before reading it
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_gateway_answers_bad_http_with_json_4xx(server):
+    port = server.gateway.port
+    nested = b"[" * 100_000 + b"]" * 100_000
+    cases = [
+        (b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\nConnection: close\r\n\r\n{}",
+         400, "Content-Length must be a whole number"),
+        (b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(nested)).encode()
+         + b"\r\nConnection: close\r\n\r\n" + nested, 400, "nested too deeply"),
+        (b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\nConnection: close\r\n\r\n{}",
+         400, "the body ended after"),
+        (b"BREW /pot HTTP/1.1\r\nConnection: close\r\n\r\n", 501, "Unsupported method"),
+        (b"GARBAGE\r\n\r\n", 400, "Bad request"),
+    ]
+    for request, status, message in cases:
+        got, body = _raw_http(port, request)
+        assert got == status and message.lower() in body["error"].lower(), (request[:40], got, body)
+
+
+def test_gateway_bounds_its_connections(server):
+    """Idle connections hold at most MAX_CONNECTIONS threads; the next one is answered 503 at once."""
+    import socket
+
+    from serving.gateway import MAX_CONNECTIONS
+
+    port = server.gateway.port
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(MAX_CONNECTIONS)]
+    try:
+        import time
+
+        for _ in range(12):  # until the server has accepted them all (a loaded machine takes a moment)
+            time.sleep(0.25)
+            status, body = _raw_http(port, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+            if status == 503:
+                break
+        assert status == 503 and "too many connections" in body["error"]
+    finally:
+        for sock in idle:
+            sock.close()
+    time.sleep(0.5)
+    status, body = _raw_http(port, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert status == 200 and body["status"] == "serving"

@@ -42,6 +42,14 @@ BAD_EVENTS = [
     ("2024-05-01T10:00:00Z,u1,i1,click,s1,ios,home,0,cheap,", "price", "not a number"),
     ("2024-05-01T10:00:00Z,u1,i1,click,s1,ios,home,0,-3,", "price", "below the minimum 0"),
     ("2024-05-01T10:00:00Z,u1,i1,purchase,s1,ios,home,0,9.5,0", "quantity", "below the minimum 1"),
+    # bounds: times a feature clock must never reach, strings past their cap, integers past int64
+    ("2262-04-11T00:00:00Z,u1,i1,click,s1,ios,home,0,9.5,", "event_time", "outside the accepted window"),
+    ("1900-01-01T00:00:00Z,u1,i1,click,s1,ios,home,0,9.5,", "event_time", "outside the accepted window"),
+    ("2024-05-01T10:00:00Z," + "u" * 300 + ",i1,click,s1,ios,home,0,9.5,", "user_id", "longer than 256"),
+    ("2024-05-01T10:00:00Z,u1,i1,click,s1,ios,home,99999999999999999999,9.5,", "position",
+     "outside the 64-bit integer range"),
+    ("2024-05-01T10:00:00Z,u1,i1,click,s1,ios,home,9007199254740993,9.5,", "position", "above the maximum"),
+    ("2024-05-01T10:00:00Z,u1,i1,click,s1,ios,home,0,1e12,", "price", "above the maximum"),
 ]
 
 

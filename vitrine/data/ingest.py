@@ -106,11 +106,22 @@ def _references(home: Home, schema: TableSchema) -> dict[str, tuple[pa.Array, st
     return {}
 
 
+HISTORY_START = pd.Timestamp("1970-01-01", tz="UTC")
+FUTURE_SLACK = pd.Timedelta(days=1)
+
+
+def history_window() -> tuple[pd.Timestamp, pd.Timestamp]:
+    """Event times `vitrine ingest` accepts: any history since 1970, nothing more than a day
+    ahead of this machine's clock (an event dated 2262 would move every feature clock there)."""
+    return HISTORY_START, pd.Timestamp.now(tz="UTC").floor("s") + FUTURE_SLACK
+
+
 def _ingest_table(home: Home, schema: TableSchema, files: Sequence[Path], batch_id: str,
                   batch_rows: int, progress: bool) -> TableReport:
     report = TableReport()
     rejects = _RejectWriter(home.rejects / f"{batch_id}-{schema.name}.csv")
     references = _references(home, schema)
+    bounds = {"event_time": history_window()} if schema is EVENTS else None
     log = EventLog(home.events) if schema is EVENTS else None
     catalog = Catalog(home.catalog, schema) if schema is not EVENTS else None
     bar = _progress(progress, schema.name)
@@ -118,7 +129,7 @@ def _ingest_table(home: Home, schema: TableSchema, files: Sequence[Path], batch_
         malformed: list[MalformedRow] = []
         for batch in read_batches(path, schema, batch_rows, malformed):
             checked = check_batch(batch.table, schema, source=batch.source, first_row=batch.rows,
-                                  references=references)
+                                  references=references, time_bounds=bounds)
             rejects.write(checked.rejects)
             report.read += batch.table.num_rows
             report.rejected += checked.rejected_count

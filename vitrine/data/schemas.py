@@ -12,6 +12,8 @@ from enum import StrEnum
 
 import pyarrow as pa
 
+MAX_LENGTH = 256  # characters of a string field unless its column says otherwise
+
 
 class Kind(StrEnum):
     STRING = "string"
@@ -39,15 +41,22 @@ class Column:
     allowed: tuple[str, ...] = ()
     min_value: float | None = None
     max_value: float | None = None
+    max_length: int | None = None  # characters, for strings (default `MAX_LENGTH`)
 
     @property
     def arrow_type(self) -> pa.DataType:
         return _ARROW[self.kind]
 
+    @property
+    def length_limit(self) -> int | None:
+        return (self.max_length or MAX_LENGTH) if self.kind is Kind.STRING else None
+
     def constraint_text(self) -> str:
         parts = []
         if self.allowed:
             parts.append("one of " + ", ".join(f"`{a}`" for a in self.allowed))
+        if self.length_limit is not None:
+            parts.append(f"at most {self.length_limit:,} characters")
         if self.min_value is not None:
             parts.append(f">= {self.min_value:g}")
         if self.max_value is not None:
@@ -104,13 +113,17 @@ EVENTS = TableSchema(
         Column("device", Kind.ENUM, False, "Client device.", allowed=DEVICES),
         Column("region", Kind.STRING, False, "Where the request came from (e.g. a province code)."),
         Column("scene", Kind.ENUM, False, "Page the item was shown on.", allowed=SCENES),
-        Column("position", Kind.INT, False, "0-based slot on the page.", min_value=0),
-        Column("price", Kind.FLOAT, False, "Price paid or shown, in the shop currency.", min_value=0),
-        Column("quantity", Kind.INT, False, "Units bought (purchases).", min_value=1),
+        Column("position", Kind.INT, False, "0-based slot on the page.", min_value=0, max_value=100_000),
+        Column("price", Kind.FLOAT, False, "Price paid or shown, in the shop currency.", min_value=0,
+               max_value=1e9),
+        Column("quantity", Kind.INT, False, "Units bought (purchases).", min_value=1, max_value=100_000),
         Column("merchant_id", Kind.STRING, False, "Seller of the item, when the log has it."),
     ),
     extra_notes=(
         "Logs without impressions are accepted: later stages sample negatives instead.",
+        "Event times: `vitrine ingest` accepts any history since 1970 up to a day ahead of the machine's clock; "
+        "the server (`TrackEvents`, `POST /collect`) accepts 30 days back to 10 minutes ahead of its clock "
+        "(serving settings `event_past_days`, `event_future_minutes`).",
         "The event log adds a `date` partition (UTC day of `event_time`).",
     ),
 )
@@ -146,8 +159,8 @@ ITEMS = TableSchema(
         Column("brand", Kind.STRING, False, "Brand name."),
         Column("price", Kind.FLOAT, False, "Current price.", min_value=0),
         Column("rating", Kind.FLOAT, False, "Average review rating.", min_value=0, max_value=5),
-        Column("title", Kind.STRING, False, "Free text title."),
-        Column("tags", Kind.STRING, False, "Tags separated by `|`."),
+        Column("title", Kind.STRING, False, "Free text title.", max_length=2000),
+        Column("tags", Kind.STRING, False, "Tags separated by `|`.", max_length=2000),
         Column("created_at", Kind.TIMESTAMP, False, "When the item was listed."),
         Column("updated_at", Kind.TIMESTAMP, False, "Version time; the latest wins on upsert."),
         Column("status", Kind.ENUM, False, "Listing status; missing means online.",

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from vitrine.data.schemas import Column, Kind, TableSchema
 
 REJECT_COLUMNS = ("source", "row", "field", "value", "reason", "record")
+INT64_RANGE = (-(2.0 ** 63), 2.0 ** 63)
 
 
 @dataclass
@@ -79,8 +80,9 @@ def _parse_timestamp(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     return pa.Array.from_pandas(values, type=target), bad
 
 
-def _parse_number(arr: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray, np.ndarray]:
-    """Numeric column → (typed array, mask of unparsable, mask of non-integer for INT)."""
+def _parse_number(arr: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray, np.ndarray, np.ndarray]:
+    """Numeric column → (typed array, mask of unparsable, mask of non-integer for INT, mask of
+    integers outside int64)."""
     n = len(arr)
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type) or pa.types.is_boolean(arr.type):
         values = pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False)
@@ -94,17 +96,21 @@ def _parse_number(arr: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray, np.n
     values = np.asarray(values, dtype=float)
     unparsable |= np.isinf(values)
     not_int = np.zeros(n, dtype=bool)
+    too_big = np.zeros(n, dtype=bool)
     if kind is Kind.INT:
+        with np.errstate(invalid="ignore"):
+            too_big = (values < INT64_RANGE[0]) | (values >= INT64_RANGE[1])  # never cast past int64
+        values = np.where(too_big | unparsable, np.nan, values)
         finite = np.isfinite(values)
         not_int = finite & (np.floor(values) != values)
         out = pa.array(np.where(finite, values, 0).astype(np.int64), mask=~finite)
     else:
         out = pa.array(values, mask=~np.isfinite(values), type=pa.float64())
-    return out, unparsable, not_int
+    return out, unparsable, not_int, too_big
 
 
-def _check_column(col: Column, raw: pa.Array | None, n: int,
-                  failures: list[_Failure]) -> pa.Array:
+def _check_column(col: Column, raw: pa.Array | None, n: int, failures: list[_Failure],
+                  time_bounds: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> pa.Array:
     if raw is None:
         if col.required:
             failures.append(_Failure(np.ones(n, dtype=bool), col.name,
@@ -118,13 +124,21 @@ def _check_column(col: Column, raw: pa.Array | None, n: int,
         if bad.any():
             failures.append(_Failure(bad, col.name, "unparsable timestamp (use ISO-8601, e.g. "
                                                     "2024-05-01T12:30:00Z)"))
+        if time_bounds is not None:
+            lo, hi = (pa.scalar(t.to_pydatetime(), pa.timestamp("us", tz="UTC")) for t in time_bounds)
+            outside = _np_mask(pc.or_(pc.less(out, lo), pc.greater(out, hi))) & ~bad
+            if outside.any():
+                failures.append(_Failure(outside, col.name, f"outside the accepted window {time_bounds[0].isoformat()} "
+                                                            f".. {time_bounds[1].isoformat()}"))
     elif col.kind in (Kind.INT, Kind.FLOAT):
-        out, unparsable, not_int = _parse_number(raw, col.kind)
+        out, unparsable, not_int, too_big = _parse_number(raw, col.kind)
         if unparsable.any():
             failures.append(_Failure(unparsable, col.name, f"not a number ({col.kind.value} expected)"))
+        if too_big.any():
+            failures.append(_Failure(too_big, col.name, "outside the 64-bit integer range"))
         if not_int.any():
             failures.append(_Failure(not_int, col.name, "not an integer"))
-        values = pc.cast(out, pa.float64()).to_numpy(zero_copy_only=False)
+        values = pc.cast(out, pa.float64(), safe=False).to_numpy(zero_copy_only=False)  # |x| > 2^53: no error
         with np.errstate(invalid="ignore"):
             if col.min_value is not None:
                 low = values < col.min_value
@@ -136,6 +150,11 @@ def _check_column(col: Column, raw: pa.Array | None, n: int,
                     failures.append(_Failure(high, col.name, f"above the maximum {col.max_value:g}"))
     else:
         out = _as_text(raw)
+        limit = col.length_limit
+        if limit is not None:
+            long = _np_mask(pc.greater(pc.utf8_length(out), limit))
+            if long.any():
+                failures.append(_Failure(long, col.name, f"longer than {limit:,} characters"))
         if col.kind is Kind.ENUM:
             out = pc.utf8_lower(out)
             unknown = _np_mask(pc.and_(pc.is_valid(out),
@@ -171,11 +190,12 @@ def check_references(values: pa.Array, known, field_name: str, what: str) -> _Fa
 
 
 def check_batch(batch: pa.Table | pa.RecordBatch, schema: TableSchema, *, source: str,
-                first_row: int | np.ndarray, references: dict[str, tuple[object, str]] | None = None
-                ) -> Checked:
+                first_row: int | np.ndarray, references: dict[str, tuple[object, str]] | None = None,
+                time_bounds: dict[str, tuple[pd.Timestamp, pd.Timestamp]] | None = None) -> Checked:
     """Validate one batch. `first_row` is the 1-based source row of its first row (or an
     explicit array of row numbers); `references` maps a column to (known ids, what): an
-    Arrow array or a Python set/dict."""
+    Arrow array or a Python set/dict; `time_bounds` a timestamp column to its accepted
+    (earliest, latest), both inclusive."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     n = table.num_rows
     rows = (np.arange(first_row, first_row + n, dtype=np.int64) if np.isscalar(first_row)
@@ -184,7 +204,7 @@ def check_batch(batch: pa.Table | pa.RecordBatch, schema: TableSchema, *, source
     columns = {}
     for col in schema.columns:
         raw = table.column(col.name) if col.name in table.column_names else None
-        columns[col.name] = _check_column(col, raw, n, failures)
+        columns[col.name] = _check_column(col, raw, n, failures, (time_bounds or {}).get(col.name))
     for name, (known, what) in (references or {}).items():
         f = check_references(columns[name], known, name, what)
         if f is not None:
