@@ -15,7 +15,7 @@ from vitrine.errors import VitrineError
 # --- entry point ------------------------------------------------------------------------
 
 # commands whose libraries (Spark, TensorFlow, Feast) write warnings to stderr: those go to a log file
-NOISY = ("features", "training-set", "train", "evaluate", "demo")
+NOISY = ("features", "training-set", "train", "evaluate", "demo", "skew")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -183,3 +183,31 @@ def _training_set(args: argparse.Namespace, home: Home) -> int:
     return 0
 
 
+
+
+def _skew_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--users", type=int, default=1000, help="users sampled from the user snapshots (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("skew", "served user features (Redis) against the offline point-in-time join, per feature",
+         _skew_args)
+def _skew(args: argparse.Namespace, home: Home) -> int:
+    """Exit 1 when any served value differs from what a training row at the same time gets."""
+    import pandas as pd
+
+    from serving.core import redis_client
+    from serving.skew import skew_check
+    from vitrine.featurestore.repo import feature_store, project_name
+    from vitrine.online.redis_local import redis_url
+
+    url = redis_url(home)
+    ids = pd.read_parquet(home.features / "user_behaviour", columns=["user_id"])["user_id"].drop_duplicates()
+    users = ids.sample(min(args.users, len(ids)), random_state=args.seed).astype(str).tolist()
+    client = redis_client(url, 5.0)
+    try:
+        report = skew_check(feature_store(home, url), client, project_name(), users)
+    finally:
+        client.close()
+    print(report.render())
+    return 1 if report.mismatches else 0

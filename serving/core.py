@@ -15,7 +15,7 @@ from serving.api import Recommendation, RecommendRequest, TrackResult
 from serving.config import ServingConfig
 from serving.encoded import prepare
 from serving.events import EventCollector, direct_pusher
-from serving.features import UserFeatureReader, entity_views
+from serving.features import UserFeatureReader, entity_views, feature_clock
 from serving.items import DEFAULT_SERVICES, ItemCache
 from serving.metrics import Metrics
 from serving.models import ModelSet
@@ -135,6 +135,7 @@ class Core:
         if stamp != self._registry_stamp:
             self._registry_stamp = stamp
             self.store.refresh_registry()
+            self.reader.clock_us = feature_clock(entity_views(self.store, "user"))  # a new materialisation
             if ItemCache.marker_of(self.store, self.items.services) != self.items.marker:
                 self._reload_items()
                 force = frozenset({"two_tower"})  # the retriever's catalogue comes from the same tables

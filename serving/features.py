@@ -1,5 +1,13 @@
 """User features at request time: one Redis read of the user's hash, decoded exactly as
-Feast's `get_online_features` decodes it.
+Feast's `get_online_features` decodes it — and with each view's TTL enforced, as the
+point-in-time join of training enforces it (Feast 0.67 does not enforce TTL online).
+
+TTL at read time: a view's row older than the feature clock minus the view's TTL is not
+served (its features read as missing, the view as unknown). The feature clock is the newest
+materialised end of the user views (the data's clock, not the wall clock, so a replayed older
+log is served as of its own time). Without this, a user idle for more than 30 days was served
+the last `clicks_30d` snapshot while every training row saw null (the 36-hour TTL of the
+daily snapshot views); `vitrine skew` compares served values with the offline join.
 
 Feast keeps every view of an entity in one Redis hash (layout: `vitrine/featurestore/encode.py`,
 docs/notes/feast-internals.md §4). Feast's own read path costs milliseconds per call
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from vitrine.featurestore.encode import decode_timestamp, decode_value, entity_keys, field_key, timestamp_field
@@ -19,10 +28,17 @@ from vitrine.featurestore.encode import decode_timestamp, decode_value, entity_k
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """One online feature view of an entity: its name and (feature, Feast dtype) pairs."""
+    """One online feature view of an entity: its name, (feature, Feast dtype) pairs, its TTL
+    in microseconds (0: none) and its last materialised end (epoch µs, None: never)."""
 
     name: str
     features: tuple[tuple[str, Any], ...]
+    ttl_us: int = 0
+    materialised_us: int | None = None
+
+
+def _us(td) -> int:
+    return 0 if td is None else int(td.total_seconds() * 1_000_000)
 
 
 def entity_views(store, entity: str) -> list[ViewSpec]:
@@ -30,8 +46,18 @@ def entity_views(store, entity: str) -> list[ViewSpec]:
     out = []
     for view in sorted(store.list_feature_views(), key=lambda v: v.name):
         if view.online and list(view.entities) == [entity]:
-            out.append(ViewSpec(view.name, tuple((f.name, f.dtype) for f in view.features)))
+            end = view.most_recent_end_time
+            if end is not None and end.tzinfo is None:
+                end = end.replace(tzinfo=UTC)
+            out.append(ViewSpec(view.name, tuple((f.name, f.dtype) for f in view.features), _us(view.ttl),
+                                None if end is None else int(end.timestamp() * 1_000_000)))
     return out
+
+
+def feature_clock(views: Iterable[ViewSpec]) -> int | None:
+    """The newest materialised end of `views` (epoch µs): "now" for the data being served."""
+    ends = [v.materialised_us for v in views if v.materialised_us is not None]
+    return max(ends) if ends else None
 
 
 @dataclass
@@ -48,15 +74,20 @@ class UserFeatures:
 
 
 class UserFeatureReader:
-    """Reads one user's online features straight from Redis (raises redis errors as they are)."""
+    """Reads one user's online features straight from Redis (raises redis errors as they are),
+    with each view's TTL enforced against `clock_us` (default: the views' feature clock)."""
 
-    def __init__(self, client, project: str, views: Iterable[ViewSpec]) -> None:
+    def __init__(self, client, project: str, views: Iterable[ViewSpec], clock_us: int | None = -1) -> None:
         self.client, self.project = client, project
         self.views = list(views)
+        self.clock_us = feature_clock(self.views) if clock_us == -1 else clock_us
         self._fields: dict[bytes, str] = {}
         self._ts_fields: dict[bytes, str] = {}
+        self._columns: dict[str, list[str]] = {}
+        self._ttl = {v.name: v.ttl_us for v in self.views if v.ttl_us > 0}
         for view in self.views:
             self._ts_fields[timestamp_field(view.name)] = view.name
+            self._columns[view.name] = [f"{view.name}__{name}" for name, _ in view.features]
             for name, _ in view.features:
                 self._fields[field_key(view.name, name)] = f"{view.name}__{name}"
         self.names = list(self._fields.values())
@@ -76,4 +107,11 @@ class UserFeatureReader:
                 values[name] = decode_value(v)
             elif k in self._ts_fields and v:
                 stamps[self._ts_fields[k]] = decode_timestamp(v)
+        if self.clock_us is not None and self._ttl:
+            for view, ts in list(stamps.items()):
+                ttl = self._ttl.get(view)
+                if ttl and ts < self.clock_us - ttl:  # expired, as the training join sees it
+                    del stamps[view]
+                    for column in self._columns[view]:
+                        values[column] = None
         return UserFeatures(values, stamps)

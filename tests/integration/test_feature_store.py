@@ -183,3 +183,56 @@ def test_registered_services_keep_the_contract_the_repository_defines(feast_home
     registered = service_fields(feature_store(home, url), service)
     assert registered == repo_fields(service)
     assert any(f.tags.get("encoding") for f in registered) or service == "recall_v1"
+
+
+def test_skew_check_finds_a_planted_mismatch_and_ttl_holds_online(feast_home):
+    """`vitrine skew`'s check: nothing differs on a freshly materialised home; a value changed in
+    Redis is reported for its feature and user; a stale row (a user idle past the 36-hour
+    snapshot TTL) is not served, as the training join does not return it."""
+    import redis
+
+    from serving.features import UserFeatureReader, entity_views
+    from serving.skew import skew_check
+    from vitrine.featurestore.encode import ViewLayout, field_key
+    from vitrine.featurestore.repo import project_name
+
+    home, url, _ = feast_home
+    store = feature_store(home, url)
+    client = redis.Redis.from_url(url)
+    project = project_name()
+    clean = skew_check(store, client, project, ["u1", "u2", "nobody"])
+    assert clean.mismatches == 0 and clean.features["user_behaviour__clicks_30d"].compared == 3
+
+    view = store.get_feature_view("user_behaviour")
+    layout = ViewLayout.of(view)
+    key = next(layout.rows(pd.DataFrame({"user_id": ["u1"], "event_timestamp": [pd.Timestamp("2024-05-01", tz="UTC")],
+                                         **{f.name: [None] for f in view.features}}), project))[0]
+    field = field_key("user_behaviour", "clicks_30d")
+    original = client.hget(key, field)
+    planted = dict(next(layout.rows(pd.DataFrame({"user_id": ["u1"], "event_timestamp": [pd.Timestamp.now(tz="UTC")],
+                                                  **{f.name: [None] for f in view.features}}).assign(clicks_30d=999),
+                                    project))[1])[field]
+    client.hset(key, field, planted)
+    try:
+        report = skew_check(store, client, project, ["u1", "u2"])
+        bad = report.features["user_behaviour__clicks_30d"]
+        assert bad.mismatches == 1 and bad.examples[0][:2] == ("u1", 999) and report.mismatches == 1
+        assert "user_behaviour__clicks_30d" in report.render()
+    finally:
+        client.hset(key, field, original)
+
+    # an idle user: their last snapshot is 40 days before the feature clock
+    reader = UserFeatureReader(client, project, entity_views(store, "user"))
+    stale_at = pd.Timestamp(reader.clock_us, unit="us", tz="UTC") - pd.Timedelta(days=40)
+    row = pd.DataFrame({"user_id": ["idle"], "event_timestamp": [stale_at],
+                        **{f.name: [None] for f in view.features}}).assign(clicks_30d=7, segment="normal")
+    rkey, fields = next(layout.rows(row, project))
+    client.hset(rkey, mapping=dict(fields))
+    try:
+        assert reader.read("idle").values["user_behaviour__clicks_30d"] is None  # expired, as in training
+        assert "user_behaviour" not in reader.read("idle").timestamps
+        no_ttl = UserFeatureReader(client, project, entity_views(store, "user"), clock_us=None)
+        assert no_ttl.read("idle").values["user_behaviour__clicks_30d"] == 7  # what was served before
+        assert skew_check(store, client, project, ["idle"]).mismatches == 0
+    finally:
+        client.delete(rkey)

@@ -109,9 +109,10 @@ def load_samples(home: Home, start: datetime | None = None, end: datetime | None
     return df.sort_values(["event_timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
 
 
-def historical_features(store, service_name: str | Sequence[str], entity_df: pd.DataFrame) -> pd.DataFrame:
+def historical_features(store, service_name: str | Sequence, entity_df: pd.DataFrame) -> pd.DataFrame:
     """`entity_df` with the service's features joined point in time, row for row (several
-    services: each field once, in the order they list them).
+    services: each field once, in the order they list them; a service is a registered name or
+    a `FeatureService` object).
 
     One historical join per feature view (Feast's file store drops a row from a multi-view
     join when any one view has rows for that entity only after the row's time), each on the
@@ -121,7 +122,8 @@ def historical_features(store, service_name: str | Sequence[str], entity_df: pd.
     import pyarrow as pa
 
     names = [service_name] if isinstance(service_name, str) else list(service_name)
-    projections = [p for n in names for p in store.get_feature_service(n).feature_view_projections]
+    projections = [p for n in names
+                   for p in (store.get_feature_service(n) if isinstance(n, str) else n).feature_view_projections]
     df = with_request_columns(entity_df)
     df = df.reset_index(drop=True)
     on_demand = []
