@@ -34,13 +34,14 @@ from serving.api import Rejection, TrackResult
 from serving.config import ServingConfig
 from serving.features import UserFeatureReader, UserFeatures
 from serving.metrics import Metrics
-from serving.validation import InvalidRequest, event_batch
+from serving.validation import InvalidRequest, Unavailable, event_batch
 from vitrine.config import Home
 from vitrine.data.eventlog import EventLog, fill_event_ids
 from vitrine.data.ingest import home_lock
 from vitrine.data.schemas import EVENTS
 from vitrine.data.validate import check_batch
 from vitrine.featurestore.realtime import PUSH_SOURCE
+from vitrine.online.redis_local import redis_unavailable
 
 log = logging.getLogger("serving.events")
 
@@ -136,10 +137,23 @@ class EventCollector:
         self.metrics.events.labels("duplicate").inc(duplicates)
         fresh = self._not_yet_applied(accepted)
         if len(fresh):
-            self._apply(fresh)
+            try:
+                self._apply(fresh)
+            except Exception as e:
+                self._forget(fresh["event_id"])  # a resent batch applies them
+                if not redis_unavailable(e):
+                    raise
+                self.metrics.events.labels("not_applied").inc(len(fresh))
+                raise Unavailable(
+                    f"the online store (Redis) is unavailable: the {len(fresh)} valid event(s) are stored in the "
+                    "event log but the real-time features were not updated; resend the same batch when it is "
+                    "back (stored events count as duplicates, and are applied then)") from e
         return TrackResult(accepted=written, duplicates=duplicates, rejections=rejections)
 
     def _not_yet_applied(self, accepted: pa.Table) -> pd.DataFrame:
+        """The events whose real-time update this process has not applied (nor is applying):
+        claimed here, released by `_forget` when the update fails, so a resent batch is applied
+        once and a plain duplicate never."""
         df = accepted.select(["event_id", "event_time", "user_id", "item_id", "event_type"]).to_pandas()
         with self._applied_lock:
             keep = [i not in self._applied for i in df["event_id"]]
@@ -148,6 +162,11 @@ class EventCollector:
             while len(self._applied) > APPLIED_MEMORY:
                 self._applied.popitem(last=False)
         return df[keep]
+
+    def _forget(self, ids) -> None:
+        with self._applied_lock:
+            for i in ids:
+                self._applied.pop(i, None)
 
     def _apply(self, events: pd.DataFrame) -> None:
         """Read-modify-push each user's real-time row, holding the users' lock stripes."""

@@ -28,6 +28,7 @@ from serving.items import ItemCache
 from serving.metrics import Metrics
 from serving.models import Loaded
 from vitrine.data.schemas import DEVICES
+from vitrine.online.redis_local import redis_unavailable
 
 log = logging.getLogger("serving.pipeline")
 
@@ -85,12 +86,6 @@ class Degrade(Exception):
         self.reason = reason
 
 
-def _is_redis_error(e: BaseException) -> bool:
-    import redis
-
-    return isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError))
-
-
 class _Clock:
     """Runs stages, records their time, turns failures and lateness into `Degrade`."""
 
@@ -106,7 +101,7 @@ class _Clock:
             raise
         except Exception as e:
             self._record(stage, t0)
-            if _is_redis_error(e):
+            if redis_unavailable(e):
                 raise Degrade("redis_unavailable") from e
             log.exception("stage failed", extra={"stage": stage})
             raise Degrade(f"{stage}_failed") from e

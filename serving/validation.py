@@ -1,7 +1,7 @@
 """Request checks shared by gRPC and HTTP. A bad request raises `InvalidRequest` whose
 message says what to fix; `failure_of` is the one map from an exception to what both
-transports answer (INVALID_ARGUMENT / HTTP 400, else INTERNAL / HTTP 500 with the details
-only in the server's log).
+transports answer (INVALID_ARGUMENT / HTTP 400; UNAVAILABLE / HTTP 503 when the online store
+is down; else INTERNAL / HTTP 500 with the details only in the server's log).
 
 Events are checked row by row against the event contract (`vitrine.data.validate`) in
 `serving.events`; here only the shape of the batch is checked.
@@ -27,6 +27,10 @@ class InvalidRequest(VitrineError):
     """The caller sent something we cannot answer; maps to INVALID_ARGUMENT / HTTP 400."""
 
 
+class Unavailable(VitrineError):
+    """A dependency (the online store) is down; the caller may retry: UNAVAILABLE / HTTP 503."""
+
+
 @dataclass(frozen=True)
 class Failure:
     code: str  # the gRPC status name (also the `vitrine_errors_total` label)
@@ -38,6 +42,8 @@ class Failure:
 def failure_of(error: BaseException) -> Failure:
     if isinstance(error, InvalidRequest):
         return Failure("INVALID_ARGUMENT", HTTPStatus.BAD_REQUEST, str(error), internal=False)
+    if isinstance(error, Unavailable):
+        return Failure("UNAVAILABLE", HTTPStatus.SERVICE_UNAVAILABLE, str(error), internal=False)
     return Failure("INTERNAL", HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (logged on the server)",
                    internal=True)
 

@@ -287,3 +287,29 @@ def test_gateway_bounds_its_connections(server):
     time.sleep(0.5)
     status, body = _raw_http(port, b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert status == 200 and body["status"] == "serving"
+
+
+def test_tracking_with_redis_down_is_unavailable_and_a_resend_applies_it_once(stub, server, served):
+    """Redis down: TrackEvents answers UNAVAILABLE (not INTERNAL) saying what to do; `vitrine
+    redis start` brings it back on the same port and the running server recovers at once; the
+    resent batch is a duplicate in the log and its real-time update is applied, once."""
+    home, _ = served
+    managed = ManagedRedis(home.redis_dir)
+    address = managed.url
+    batch = pb.TrackEventsRequest(events=[pb.Event(event_id="e-down-1", user_id="u-down", item_id="i2",
+                                                   event_type="click")])
+    managed.stop()
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            stub.TrackEvents(batch, timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "resend the same batch" in e.value.details()
+    finally:
+        assert managed.start() == address  # the port it had: clients holding the URL reconnect
+    assert recommend(stub, "u2", 2).degraded_reason != "redis_unavailable"
+    for _ in range(2):  # the resend applies the update; a second resend does nothing
+        again = stub.TrackEvents(batch, timeout=10)
+        assert (again.accepted, again.duplicates) == (0, 1)
+        online = server.core.store.get_online_features(features=["user_realtime:rt_clicks"],
+                                                       entity_rows=[{"user_id": "u-down"}]).to_dict()
+        assert online["rt_clicks"] == [1]

@@ -41,6 +41,13 @@ def ping(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def redis_unavailable(e: BaseException) -> bool:
+    """Whether `e` means the Redis server cannot be reached (down, restarting, timing out)."""
+    import redis
+
+    return isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError))
+
+
 @dataclass
 class ManagedRedis:
     """A redis-server owned by one home."""
@@ -74,7 +81,9 @@ class ManagedRedis:
                 "redis-server is not installed: run `make setup` (installs Debian's redis-server), "
                 "or point VITRINE_REDIS_URL at a running Redis")
         self.directory.mkdir(parents=True, exist_ok=True)
-        port = port or free_port()
+        # the port it had, when free: a running server (and any client holding the URL)
+        # reconnects to a restarted Redis without being told a new address
+        port = port or self._previous_port() or free_port()
         conf = self.directory / "redis.conf"
         conf.write_text("\n".join([
             "bind 127.0.0.1", f"port {port}", "protected-mode yes", "daemonize yes",
@@ -91,6 +100,19 @@ class ManagedRedis:
         log = (self.directory / "redis.log")
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise RedisUnavailable(f"redis-server did not answer on port {port} within {timeout}s:\n{tail}")
+
+    def _previous_port(self) -> int | None:
+        try:
+            port = int(self.port_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis binds: TIME_WAIT is no obstacle
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+        return port
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Shut the server down (saving its data). True if one was running."""
