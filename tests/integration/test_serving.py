@@ -313,3 +313,73 @@ def test_tracking_with_redis_down_is_unavailable_and_a_resend_applies_it_once(st
         online = server.core.store.get_online_features(features=["user_realtime:rt_clicks"],
                                                        entity_rows=[{"user_id": "u-down"}]).to_dict()
         assert online["rt_clicks"] == [1]
+
+
+def test_fuzzed_requests_never_answer_internal(server, stub):
+    """1,000 seeded random requests (random bytes; random strings with unicode and control
+    characters; huge, negative and extreme numbers; odd times): every answer is OK or a status
+    the caller can act on with a message — never INTERNAL or UNKNOWN — and the server still
+    answers afterwards."""
+    import random
+    import string
+
+    rng = random.Random(7)
+    alphabet = string.printable + "ßü中文🙂\x00\x01\x7f\u202e"
+
+    def text(n: int | None = None) -> str:
+        n = rng.choice([0, 1, 5, 40, 300, 3000]) if n is None else n
+        return "".join(rng.choice(alphabet) for _ in range(n))
+
+    def number() -> int:
+        return rng.choice([0, 1, -1, 7, 2**31, -(2**31), 2**63 - 1, -(2**63), 10**6])
+
+    def event() -> pb.Event:
+        kw = {"user_id": rng.choice(["fuzz-user", "", text()]), "item_id": rng.choice(["i1", "i2", text()]),
+              "event_type": rng.choice(["click", "purchase", "impression", text(5)]),
+              "event_time": rng.choice(["", "2262-04-11T00:00:00Z", "1677-01-01", text(20),
+                                        "2026-12-01T00:00:00+14:00", "9999-12-31T23:59:59Z"]),
+              "session_id": text(), "device": rng.choice(["", "ios", text(4)]), "region": text(),
+              "scene": rng.choice(["", "home", text(3)])}
+        if rng.random() < 0.5:
+            kw["position"] = number()
+        if rng.random() < 0.5:
+            kw["quantity"] = number()
+        if rng.random() < 0.5:
+            kw["price"] = rng.choice([0.0, -1.0, 1e308, -1e308, float("nan"), float("inf"), 3.5])
+        return pb.Event(**kw)
+
+    allowed = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+               grpc.StatusCode.RESOURCE_EXHAUSTED}
+    outcomes: dict[str, int] = {}
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        raw = {m: channel.unary_unary(f"/{SERVICE_NAME}/{m}", request_serializer=lambda b: b,
+                                      response_deserializer=lambda b: b) for m in ("Recommend", "TrackEvents")}
+        for i in range(1000):
+            kind = rng.choice(["bytes", "recommend", "track", "valid"])
+            try:
+                if kind == "valid":  # well-formed requests interleaved: the server keeps answering them
+                    recommend(stub, rng.choice(["u1", "u2", text(8)]) or "x", rng.choice([1, 5, 200]))
+                elif kind == "bytes":
+                    raw[rng.choice(["Recommend", "TrackEvents"])](rng.randbytes(rng.choice([1, 10, 300])), timeout=5)
+                elif kind == "recommend":
+                    ctx = pb.Context(device=rng.choice(["", "ios", text(4)]), region=text(), scene=text(3),
+                                     request_unix_s=rng.choice([0, 1, 2**62, -5]))
+                    channel.unary_unary(f"/{SERVICE_NAME}/Recommend",
+                                        request_serializer=pb.RecommendRequest.SerializeToString,
+                                        response_deserializer=pb.RecommendResponse.FromString)(
+                        pb.RecommendRequest(user_id=rng.choice(["u1", "", text()]), k=rng.choice([0, 1, 5, -3, 10**6]),
+                                            exclude_item_ids=[text(3) for _ in range(rng.choice([0, 2, 50]))],
+                                            context=ctx),
+                        timeout=rng.choice([5, 5, 0.001]))
+                else:
+                    channel.unary_unary(f"/{SERVICE_NAME}/TrackEvents",
+                                        request_serializer=pb.TrackEventsRequest.SerializeToString,
+                                        response_deserializer=pb.TrackEventsResponse.FromString)(
+                        pb.TrackEventsRequest(events=[event() for _ in range(rng.choice([0, 1, 3]))]), timeout=5)
+                outcomes["OK"] = outcomes.get("OK", 0) + 1
+            except grpc.RpcError as e:
+                outcomes[e.code().name] = outcomes.get(e.code().name, 0) + 1
+                assert e.code() in allowed, (i, kind, e.code(), e.details())
+                assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED or e.details(), (i, kind)
+    assert outcomes.get("INVALID_ARGUMENT", 0) > 300 and outcomes.get("OK", 0) > 150, outcomes
+    assert len(recommend(stub, "never-fuzzed", 2).items) == 2  # still serving
