@@ -148,7 +148,7 @@ class FeatureMap:
         not as a field of its own — that keeps the student small. Known flags are not fields:
         a missing value has its own bucket."""
         matched = {b.row_column for b in layout.bags.values()}
-        categorical = {**layout.user_categorical, **layout.row_categorical}.values()
+        categorical = {*layout.user_categorical.values(), *layout.row_categorical.values()}
         spec: dict[str, tuple] = {}
         for f in layout.fields:
             column = f.column

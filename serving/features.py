@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from vitrine.featurestore.encode import decode_timestamp, decode_value, entity_keys, field_key, timestamp_field
@@ -41,14 +41,20 @@ def _us(td) -> int:
     return 0 if td is None else int(td.total_seconds() * 1_000_000)
 
 
+def materialised_end(view) -> datetime | None:
+    """A view's last materialised end in UTC (the registry keeps it naive), None if never."""
+    end = view.most_recent_end_time
+    if end is None:
+        return None
+    return end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+
+
 def entity_views(store, entity: str) -> list[ViewSpec]:
     """Every online batch/push feature view of `entity` in the store's registry."""
     out = []
     for view in sorted(store.list_feature_views(), key=lambda v: v.name):
         if view.online and list(view.entities) == [entity]:
-            end = view.most_recent_end_time
-            if end is not None and end.tzinfo is None:
-                end = end.replace(tzinfo=UTC)
+            end = materialised_end(view)
             out.append(ViewSpec(view.name, tuple((f.name, f.dtype) for f in view.features), _us(view.ttl),
                                 None if end is None else int(end.timestamp() * 1_000_000)))
     return out

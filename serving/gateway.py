@@ -173,7 +173,6 @@ class Gateway:
     def __init__(self, core, host: str, port: int) -> None:
         handler = type("Handler", (_Handler,), {"core": core})
         self.httpd = _BoundedServer((host, port), handler)
-        self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread: threading.Thread | None = None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +23,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from retrieval.routes import new_expiry_days
+from serving.features import materialised_end
 
 # the services whose item and merchant views the cache holds when no ranker is loaded
 DEFAULT_SERVICES = ("coarse_v1", "ranker_v1")  # sorted, as `Core.services` gives them
-
-
-def _end(view) -> datetime | None:
-    end = view.most_recent_end_time
-    if end is None:
-        return None
-    return end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
 
 
 def _views(store, services: tuple[str, ...]) -> list:
@@ -161,7 +155,7 @@ class ItemCache:
     @staticmethod
     def marker_of(store, services: tuple[str, ...] = DEFAULT_SERVICES) -> tuple:
         """What Redis holds for the cached views: each view's last materialised end."""
-        return tuple((v.name, str(_end(v))) for v in _views(store, services))
+        return tuple((v.name, str(materialised_end(v))) for v in _views(store, services))
 
     @classmethod
     def load(cls, store, services: tuple[str, ...] = DEFAULT_SERVICES) -> ItemCache:
@@ -173,7 +167,7 @@ class ItemCache:
         items: pd.DataFrame | None = None
         merchants: list[pd.DataFrame] = []
         for view in views:
-            end = _end(view)
+            end = materialised_end(view)
             entity = next(iter(view.entities))
             names = [f.name for f in view.features]
             latest = (_latest(view, end) if end is not None
