@@ -29,10 +29,31 @@ class Catalogue:
     # popularity signals the hot route may rank by (name → float per row); "heat" always
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     row_of: dict[str, int] = field(init=False)
+    _orders: dict = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.row_of = {item: i for i, item in enumerate(self.ids.tolist())}
         self.signals = {"heat": self.heat, **self.signals}
+
+    def hot_order(self, signal: str = "heat") -> np.ndarray:
+        """Every row, hottest first by a popularity signal (computed once per catalogue)."""
+        key = ("hot", signal)
+        if key not in self._orders:
+            if signal not in self.signals:
+                raise ValueError(f"unknown popularity signal {signal!r}; known: {sorted(self.signals)}")
+            self._orders[key] = np.argsort(-self.signals[signal], kind="stable")
+        return self._orders[key]
+
+    def new_order(self, expiry_days: float | None = None) -> tuple[np.ndarray, float]:
+        """(rows listed within `expiry_days`, newest first; the expiry used), computed once per
+        catalogue; the expiry defaults to `new_expiry_days` of the catalogue's listing ages."""
+        if expiry_days is None:
+            expiry_days = new_expiry_days(self.age_days)
+        key = ("new", float(expiry_days))
+        if key not in self._orders:
+            fresh = np.flatnonzero(self.age_days <= expiry_days)
+            self._orders[key] = fresh[np.argsort(self.age_days[fresh], kind="stable")]
+        return self._orders[key], float(expiry_days)
 
     @property
     def size(self) -> int:
@@ -176,12 +197,9 @@ class HotRoute(RecallRoute):
 
     @signal.setter
     def signal(self, name: str) -> None:
-        if name not in self.catalogue.signals:
-            raise ValueError(f"unknown popularity signal {name!r}; known: {sorted(self.catalogue.signals)}")
-        values = self.catalogue.signals[name]
+        self.order = self.catalogue.hot_order(name)
         self._signal = name
-        self.order = np.argsort(-values, kind="stable")
-        self.heat = values[self.order]
+        self.heat = self.catalogue.signals[name][self.order]
 
     def recall(self, user: UserState, k: int) -> Recalled:
         return Recalled(self.order[:k], self.heat[:k].astype(np.float32), self.name)
@@ -210,9 +228,8 @@ class NewRoute(RecallRoute):
     name = "new"
 
     def __init__(self, catalogue: Catalogue, expiry_days: float | None = None) -> None:
-        self.expiry_days = expiry_days = new_expiry_days(catalogue.age_days) if expiry_days is None else expiry_days
-        fresh = np.flatnonzero(catalogue.age_days <= expiry_days)
-        self.rows = fresh[np.argsort(catalogue.age_days[fresh], kind="stable")]
+        self.rows, self.expiry_days = catalogue.new_order(expiry_days)
+        expiry_days = self.expiry_days
         self.scores = (1.0 - catalogue.age_days[self.rows] / expiry_days).astype(np.float32)
 
     def recall(self, user: UserState, k: int) -> Recalled:

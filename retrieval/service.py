@@ -61,7 +61,7 @@ def _list(value: Any) -> list:
 class Retriever:
     catalogue: Catalogue
     routes: dict[str, RecallRoute]
-    items: pd.DataFrame  # item features (Feast full names), row-aligned with the catalogue
+    items: pd.DataFrame | None  # item features (Feast full names), row-aligned; None when given a catalogue
     two_tower: Any = None  # retrieval.two_tower.TwoTowerArtifact, when a version is published
     quotas: dict[str, dict[str, float]] = field(default_factory=lambda: DEFAULT_QUOTAS)
     merger: Merger = field(init=False)
@@ -102,16 +102,20 @@ class Retriever:
     @classmethod
     def load(cls, home: Home, *, features: Path | None = None, as_of: datetime | None = None,
              two_tower: Path | str | None = "latest", index: str = "auto",
-             quotas: dict[str, dict[str, float]] | None = None) -> Retriever:
+             quotas: dict[str, dict[str, float]] | None = None, catalogue: Catalogue | None = None) -> Retriever:
         """Routes from `<home>/features` (or `features`) as of `as_of`, and the two-tower
-        version at `two_tower` ("latest": the published one if any; None: no two-tower route)."""
+        version at `two_tower` ("latest": the published one if any; None: no two-tower route).
+        The routes' item table is `catalogue` when given (serving's, from what was
+        materialised: `serving.items`), else the feature tables' items as of `as_of`."""
         from retrieval.two_tower import TwoTowerArtifact
 
         features = features or home.features
-        items = item_frame(features, as_of)
-        if items.empty:
-            raise BadModelVersion(f"no items in {features}: run `vitrine features` first")
-        catalogue = catalogue_from(items, as_of)
+        items = None
+        if catalogue is None:
+            items = item_frame(features, as_of)
+            catalogue = catalogue_from(items, as_of)
+        if not catalogue.size:
+            raise BadModelVersion(f"no items in {features}: run `vitrine features` (and `vitrine materialize`) first")
         routes: dict[str, RecallRoute] = {}
         artifact = None
         if two_tower == "latest":

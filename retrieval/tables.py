@@ -47,13 +47,20 @@ def item_frame(features: Path, as_of: datetime | None = None, views: tuple[str, 
         attrs = attrs[created.isna() | (created <= pd.Timestamp(as_of))]
     stats = latest_rows(features / "item_stats", "item_id", as_of)
     attrs, stats = _prefixed(attrs, "item_attributes", "item_id"), _prefixed(stats, "item_stats", "item_id")
-    # the catalogue's items (with their stats); only stats when a log came without a catalogue
-    frame = attrs.merge(stats, on="item_id", how="left") if len(attrs) else stats
+    frame = catalogue_items(attrs, stats)
     for view in views:
         if view not in ITEM_VIEWS:
             frame = frame.merge(_prefixed(latest_rows(features / view, "item_id", as_of), view, "item_id"),
                                 on="item_id", how="left")
     return frame.sort_values("item_id").reset_index(drop=True)
+
+
+def catalogue_items(attributes: pd.DataFrame, stats: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue's items, from the latest rows of `item_attributes` and `item_stats` (Feast
+    full names, an `item_id` column each): every listed item with its stats; only the stats'
+    items when a log came without a catalogue. The evaluation's retriever and the serving item
+    cache both take their rows from here."""
+    return attributes.merge(stats, on="item_id", how="left") if len(attributes) else stats
 
 
 def catalogue_from(items: pd.DataFrame, as_of: datetime | None = None) -> Catalogue:

@@ -60,9 +60,11 @@ class Core:
         self.store = feature_store(home, self.redis_url)
         self.client = redis_client(self.redis_url, config.redis_timeout_s)
         self.reader = UserFeatureReader(self.client, project_name(), entity_views(self.store, "user"))
-        self.models = ModelSet(home, self.metrics)
+        self.items: ItemCache | None = None  # loaded with the retriever, which is built on its catalogue
+        self.models = ModelSet(home, self.metrics, catalogue=self._catalogue)
         self.models.reload()
-        self.items = ItemCache.load(self.store, self.services())
+        if self.items is None or self.services() != self.items.services:
+            self.items = ItemCache.load(self.store, self.services(), reuse=self.items)  # same catalogue
         self.metrics.item_cache_items.set(self.items.size)
         self.warm_up()
         self.collector = EventCollector(home, config, self.metrics, self.reader,
@@ -91,7 +93,7 @@ class Core:
         from serving.config import Budgets
 
         current = self.models.current
-        prepare(self.items, (current.retriever, current.student, current.teacher))
+        prepare(self.items, (current.student, current.teacher))
         unlimited = Budgets(*[60_000.0] * 6)
         config = replace(self.config, budgets=unlimited)
         ctx = Context(config, Metrics(), self.models.current, self.items, self.reader.read)
@@ -117,15 +119,24 @@ class Core:
         names = {m.feature_service for m in (current.student, current.teacher) if m is not None}
         return tuple(sorted(names)) or DEFAULT_SERVICES
 
-    def _reload_items(self) -> None:
+    def _catalogue(self):
+        """The catalogue the retriever is built on: the item cache's (loaded first if none)."""
+        if self.items is None:
+            self.items = ItemCache.load(self.store, self.services())
+        return self.items.catalogue
+
+    def _reload_items(self) -> bool:
+        """Reload the item cache; True when its catalogue changed (the retriever must follow)."""
         t = time.perf_counter()
-        items = ItemCache.load(self.store, self.services())
-        current = self.models.current  # the rankers' tables now; the retriever's after its reload
+        old = self.items
+        items = ItemCache.load(self.store, self.services(), reuse=old)
+        current = self.models.current
         prepare(items, (current.student, current.teacher))
-        self.items = items
+        self.items = items  # until the retriever follows, requests map its rows to the cache's by id
         self.metrics.item_cache_items.set(items.size)
         log.info("item cache reloaded", extra={"items": items.size, "services": ",".join(items.services),
                                                "seconds": round(time.perf_counter() - t, 3)})
+        return old is None or items.catalogue is not old.catalogue
 
     def refresh(self) -> dict[str, str]:
         """Reload the item cache if materialisation moved (or a ranker reading other views was
@@ -136,12 +147,11 @@ class Core:
             self._registry_stamp = stamp
             self.store.refresh_registry()
             self.reader.clock_us = feature_clock(entity_views(self.store, "user"))  # a new materialisation
-            if ItemCache.marker_of(self.store, self.items.services) != self.items.marker:
-                self._reload_items()
-                force = frozenset({"two_tower"})  # the retriever's catalogue comes from the same tables
+            if ItemCache.marker_of(self.store, self.items.services) != self.items.marker and self._reload_items():
+                force = frozenset({"two_tower"})  # the retriever is built on the cache's catalogue
         outcomes = self.models.reload(force)
-        if self.services() != self.items.services:
-            self._reload_items()
+        if self.services() != self.items.services and self._reload_items():
+            outcomes.update(self.models.reload(frozenset({"two_tower"})))  # materialised in between
         if any(o.startswith("loaded") for o in outcomes.values()):
             self.warm_up()
             settle_heap()

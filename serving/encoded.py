@@ -62,20 +62,16 @@ def _slot(cache: ItemCache, model: Any) -> Any:
 
 
 def prepare(cache: ItemCache, models: Iterable[Any]) -> None:
-    """Compute for `cache` what each of `models` needs (if missing): the encoded item tables
-    of models with an `item_part`, and for a retriever its catalogue rows → cache rows."""
+    """Compute for `cache` the encoded item table of each of `models` with an `item_part` (if missing)."""
     columns: dict[str, np.ndarray] | None = None  # the cache's columns with a missing row appended
     for model in models:
         if model is None or _slot(cache, model) is not None:
             continue
-        if hasattr(model, "item_part"):
-            if columns is None:
-                columns = {name: _with_missing(col) for name, col in cache.columns.items()}
-            value: Any = EncodedItems(model.item_part(columns, cache.size + 1))
-        elif hasattr(model, "catalogue"):
-            value = cache.rows(model.catalogue.ids.tolist())
-        else:
+        if not hasattr(model, "item_part"):
             continue
+        if columns is None:
+            columns = {name: _with_missing(col) for name, col in cache.columns.items()}
+        value = EncodedItems(model.item_part(columns, cache.size + 1))
         with _lock:
             for key in [k for k, (ref, _) in cache.derived.items() if ref() is None]:
                 del cache.derived[key]  # models no longer loaded
@@ -86,7 +82,3 @@ def encoded(cache: ItemCache, model: Any) -> EncodedItems | None:
     """The table `prepare` computed for `model` and `cache`, or None."""
     return _slot(cache, model)
 
-
-def catalogue_rows(cache: ItemCache, retriever: Any) -> np.ndarray | None:
-    """Cache row of each row of the retriever's catalogue (-1: not cached), or None."""
-    return _slot(cache, retriever)

@@ -1,7 +1,8 @@
 """The model versions being served, and their hot reload.
 
 The retriever is built from the feature tables even before a two-tower version is published
-(item-CF, content, ALS, category, hot and new routes); the rankers need published versions.
+(item-CF, content, ALS, category, hot and new routes), on the server's item catalogue
+(`serving.items`); the rankers need published versions.
 
 `ModelSet.current` is an immutable snapshot (retriever, FM student, MMoE teacher, versions);
 a request takes the reference once and uses it to the end, so a reload never mixes versions
@@ -17,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from serving.metrics import Metrics
@@ -43,11 +45,12 @@ class Loaded:
         return ",".join(f"{m}={self.versions[m]}" for m in MODELS if m in self.versions) or "none"
 
 
-def _load_retriever(home: Home, directory) -> tuple[Any, str]:
-    """Recall routes from the feature tables, plus the two-tower route when one is published."""
+def _load_retriever(home: Home, directory, catalogue: Callable[[], Any] | None = None) -> tuple[Any, str]:
+    """Recall routes from the feature tables, plus the two-tower route when one is published;
+    their item table is `catalogue()` when given (the serving item cache's), else the tables'."""
     from retrieval.service import Retriever
 
-    r = Retriever.load(home, two_tower=directory)
+    r = Retriever.load(home, two_tower=directory, catalogue=None if catalogue is None else catalogue())
     return r, str(r.version)
 
 
@@ -80,9 +83,14 @@ SLOTS = {"two_tower": "retriever", "coarse": "student", "ranker": "teacher", "pi
 
 
 class ModelSet:
-    def __init__(self, home: Home, metrics: Metrics, loaders: dict | None = None) -> None:
+    def __init__(self, home: Home, metrics: Metrics, loaders: dict | None = None,
+                 catalogue: Callable[[], Any] | None = None) -> None:
+        """`catalogue`: gives the item catalogue the retriever is built on (the server's item
+        cache's, so a candidate's row is its cache row); None: the retriever reads the tables."""
         self.home, self.metrics = home, metrics
         self.loaders = loaders or LOADERS
+        if catalogue is not None:
+            self.loaders = {**self.loaders, "two_tower": partial(self.loaders["two_tower"], catalogue=catalogue)}
         self.current = Loaded()
         self._pointers: dict[str, str | None] = {}
         self._lock = threading.Lock()

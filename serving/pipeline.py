@@ -22,7 +22,7 @@ import numpy as np
 
 from serving.api import RankedItem, Recommendation, RecommendRequest
 from serving.config import ServingConfig, Strategy
-from serving.encoded import catalogue_rows, encoded
+from serving.encoded import encoded
 from serving.features import UserFeatures
 from serving.items import ItemCache
 from serving.metrics import Metrics
@@ -218,9 +218,10 @@ def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendReque
         raise Degrade("recall_empty")
     recall_scores = np.fromiter((c.score for c in candidates), dtype=np.float64, count=len(candidates))
     request = request_features(req)
-    to_cache = catalogue_rows(ctx.items, models.retriever)
-    rows = (to_cache[np.fromiter((c.row for c in candidates), dtype=np.int64, count=len(candidates))]
-            if to_cache is not None else ctx.items.rows([c.item_id for c in candidates]))
+    # the retriever is built on the cache's catalogue: a candidate's row is its cache row (by id
+    # in the moment between an item-cache reload and the retriever's)
+    rows = (np.fromiter((c.row for c in candidates), dtype=np.int64, count=len(candidates))
+            if models.retriever.catalogue is ctx.items.catalogue else ctx.items.rows([c.item_id for c in candidates]))
 
     if coarse_on:
         def coarse() -> np.ndarray:

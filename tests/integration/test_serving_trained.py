@@ -7,6 +7,7 @@ changes the next answer; a newly published version is hot-reloaded, a bad one re
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -95,7 +96,7 @@ def test_models_rank_the_answer(stub, trained):
 def test_the_fast_paths_serve_and_agree_with_the_full_ones(server, trained):
     """Item-side inputs encoded once per item cache and the teacher's NumPy forward pass (what
     the server uses) give the answer that full per-request encoding and TensorFlow give."""
-    from serving.encoded import catalogue_rows, encoded
+    from serving.encoded import encoded
     from serving.validation import recommend_request
 
     home, _ = trained
@@ -103,7 +104,7 @@ def test_the_fast_paths_serve_and_agree_with_the_full_ones(server, trained):
     current = core.models.current
     assert current.teacher.numpy is not None and current.teacher.numpy_problem == ""
     assert encoded(core.items, current.teacher) is not None and encoded(core.items, current.student) is not None
-    assert catalogue_rows(core.items, current.retriever) is not None
+    assert current.retriever.catalogue is core.items.catalogue  # one catalogue: candidate rows are cache rows
     req = recommend_request(RANKED, user_id=_buyer(home)[0], k=10, request_unix_s=1_780_000_000)
     fast = core.recommend(req)
     tables, forward = dict(core.items.derived), current.teacher.numpy
@@ -265,5 +266,18 @@ def test_a_new_feature_reaches_training_and_serving_through_a_service_version(tr
 
         r = core.recommend(recommend_request(RANKED, user_id=_buyer(home)[0], k=5))
         assert not r.degraded and len(r.items) == 5
+
+        # one item catalogue: the retriever is built on the cache's (kept when the cache reloaded
+        # for ranker_v2's view); a ranker-only view materialised again keeps it, a catalogue view
+        # materialised again replaces it and the retriever follows
+        catalogue = core.items.catalogue
+        assert core.models.current.retriever.catalogue is catalogue
+        later = datetime.now(UTC)
+        materialize(home, url, views=["item_quality"], end=later)
+        assert core.refresh() == {} and core.items.catalogue is catalogue
+        materialize(home, url, views=["item_stats"], end=later)
+        assert core.refresh().get("two_tower", "").startswith("loaded")
+        assert core.items.catalogue is not catalogue and core.models.current.retriever.catalogue is core.items.catalogue
+        assert not core.recommend(recommend_request(RANKED, user_id=_buyer(home)[0], k=5)).degraded
     finally:
         core.close()
