@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from app import data_commands, model_commands  # noqa: F401  (register their commands)
+from app import data_commands, model_commands, stream_commands  # noqa: F401  (register their commands)
 from app.registry import COMMANDS
 from vitrine.config import Home
 from vitrine.errors import VitrineError

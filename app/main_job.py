@@ -195,6 +195,7 @@ def serve_and_show(home: Home, url: str, *, users: int = 3, k: int = 5) -> None:
             ack = stub.TrackEvents(pb.TrackEventsRequest(events=[
                 pb.Event(user_id=user, item_id=first, event_type="click", event_time=stamp[0]),
                 pb.Event(user_id=user, item_id=first, event_type="purchase", event_time=stamp[1])]), timeout=5)
+            running.core.consumers.drain()  # the stream's consumers: into the log and the user's row
             print(f"   TrackEvents: {user} clicked and bought {first} → accepted {ack.accepted}; next answer:")
             top = show(user)
             print(f"   {first} {'is gone' if first not in top else 'is STILL recommended'} after the purchase")

@@ -81,7 +81,8 @@ def _evaluate(args: argparse.Namespace, home: Home) -> int:
 def _serving_config(args: argparse.Namespace):
     from serving.config import ServingConfig
 
-    overrides = {"port": getattr(args, "port", None), "http_port": getattr(args, "http_port", None)}
+    overrides = {"port": getattr(args, "port", None), "http_port": getattr(args, "http_port", None),
+                 "consumers": False if getattr(args, "no_consumers", False) else None}
     return (ServingConfig.from_json(args.config, **overrides) if args.config
             else ServingConfig(**{k: v for k, v in overrides.items() if v is not None}))
 
@@ -94,6 +95,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processes", type=int, default=1,
                    help="server processes sharing the gRPC port (SO_REUSEPORT); about one per core (default 1)")
     p.add_argument("--no-http", action="store_true", help="no HTTP gateway")
+    p.add_argument("--no-consumers", action="store_true",
+                   help="do not run the event stream's consumers here (`vitrine consume` runs them)")
 
 
 @command("serve", "run the gRPC Recommend server (and its HTTP gateway) on this home", _serve_args)
@@ -108,7 +111,8 @@ def _serve(args: argparse.Namespace, home: Home) -> int:
     if args.processes > 1:
         from serving.processes import serve_processes
 
-        return serve_processes(home.root, args.processes, args.port, args.http_port, args.config)
+        return serve_processes(home.root, args.processes, args.port, args.http_port, args.config,
+                               consumers=not args.no_consumers)
     configure_logging()
     running = start_server(Core(home, _serving_config(args)), http_port=None if args.no_http else -1)
     gateway = f", HTTP on {running.gateway.port}" if running.gateway else ""

@@ -67,6 +67,12 @@ class ServingConfig:
     # replay of an older log widens the first explicitly; `vitrine ingest` takes any history)
     event_past_days: float = 30.0
     event_future_minutes: float = 10.0
+    # the event stream (vitrine.stream): an event id taken within the window is a duplicate
+    dedup_window_s: int = 3600
+    stream_timeout_s: float = 1.0  # the collector's appends: past this, UNAVAILABLE (resend is safe)
+    consumers: bool = True  # run the stream's consumers in the server (False: `vitrine consume` does)
+    log_batch_events: int = 50_000  # the event-log writer's group commit: this many events,
+    log_batch_seconds: float = 5.0  # or this long after the first
     budgets: Budgets = field(default_factory=Budgets)
     diversity: Diversity = field(default_factory=Diversity)
     strategies: tuple[Strategy, ...] = (
@@ -84,6 +90,8 @@ class ServingConfig:
             raise ValueError("need 0 < coarse_k <= recall_k")
         if self.event_past_days < 0 or self.event_future_minutes < 0:
             raise ValueError("event_past_days and event_future_minutes must be >= 0")
+        if self.dedup_window_s < 1 or self.log_batch_events < 1 or self.log_batch_seconds <= 0:
+            raise ValueError("dedup_window_s, log_batch_events and log_batch_seconds must be positive")
 
     @classmethod
     def from_json(cls, path: Path, **overrides: object) -> ServingConfig:

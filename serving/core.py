@@ -1,6 +1,7 @@
 """The transport-agnostic core both the gRPC servicer and the HTTP gateway call: it owns the
-online-store client, the feature reader, the item cache, the model set and the collector,
-and a background refresher that hot-reloads models and the item cache."""
+online-store client, the feature reader, the item cache, the model set, the collector (which
+appends to the event stream) and the stream's consumers, and a background refresher that
+hot-reloads models and the item cache."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from typing import Any
 
 from serving.api import Recommendation, RecommendRequest, TrackResult
 from serving.config import ServingConfig
+from serving.consumers import Consumers
 from serving.encoded import prepare
-from serving.events import EventCollector, direct_pusher
+from serving.events import EventCollector
 from serving.features import UserFeatureReader, entity_views, feature_clock
 from serving.items import DEFAULT_SERVICES, ItemCache
 from serving.metrics import Metrics
@@ -67,9 +69,15 @@ class Core:
             self.items = ItemCache.load(self.store, self.services(), reuse=self.items)  # same catalogue
         self.metrics.item_cache_items.set(self.items.size)
         self.warm_up()
-        self.collector = EventCollector(home, config, self.metrics, self.reader,
-                                        direct_pusher(self.store, self.client, project_name()),
+        from vitrine.stream.redis_streams import RedisEventStream
+
+        stream = RedisEventStream(redis_client(self.redis_url, config.stream_timeout_s),
+                                  dedup_window_s=config.dedup_window_s)
+        self.collector = EventCollector(config, self.metrics, stream,
                                         lambda: self.items.row_of if self.items.size else None)
+        # the stream's consumers, started with the server (`start_consumers`) unless another
+        # deployment runs them (`vitrine consume`); `drain()` also works without threads
+        self.consumers = Consumers.for_home(home, config, self.redis_url, self.store)
         self._registry = home.feast / "registry.db"
         self._registry_stamp = self._stamp(self._registry)
         self._stop = threading.Event()
@@ -168,7 +176,12 @@ class Core:
         self._refresher = threading.Thread(target=loop, name="vitrine-refresher", daemon=True)
         self._refresher.start()
 
+    def start_consumers(self) -> None:
+        if self.config.consumers:
+            self.consumers.start()
+
     def close(self) -> None:
+        self.consumers.stop()
         self._stop.set()
         if self._refresher is not None:
             self._refresher.join(timeout=5)

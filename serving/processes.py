@@ -4,9 +4,10 @@ process (the GIL), so on N cores N processes serve N requests at once. Each chil
 with SO_REUSEPORT — the kernel spreads connections over them; only the first child runs the
 HTTP gateway. The parent forwards SIGTERM/SIGINT and waits for every child's graceful stop.
 
-Real-time updates of one user are serialised per process (serving/events.py); two processes
-receiving events for the same user in the same few milliseconds can race on that user's
-real-time row (the event log itself is safe: it is written under the home's file lock).
+Every process appends to the one event stream and runs a real-time updater in its consumer
+group: an update of one user is a Redis transaction, so two processes never lose each other's
+updates, and an event id sent to both is taken once (serving/realtime.py, vitrine/stream).
+One process at a time writes the event log (the writer's lease).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from vitrine.online.redis_local import free_port
 
 
 def serve_processes(home_root: Path, processes: int, port: int | None, http_port: int | None,
-                    config: Path | None) -> int:
+                    config: Path | None, consumers: bool = True) -> int:
     if port in (None, 0):
         port = free_port() if port == 0 else 50051
     children = []
@@ -34,6 +35,8 @@ def serve_processes(home_root: Path, processes: int, port: int | None, http_port
             cmd += ["--http-port", str(http_port)]
         if config is not None:
             cmd += ["--config", str(config)]
+        if not consumers:
+            cmd += ["--no-consumers"]
         children.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
     lines = [c.stdout.readline().strip() for c in children]
     if not all(line.startswith("serving") for line in lines):

@@ -159,6 +159,7 @@ def start_server(core: Core, port: int | None = None, http_port: int | None = -1
         gateway = Gateway(core, config.host, wanted)
         gateway.start()
     core.start_refresher()
+    core.start_consumers()
     log.info("server started", extra={"grpc_port": bound, "http_port": gateway.port if gateway else None,
                                       "models": core.models.current.version_string(),
                                       "items": core.items.size})

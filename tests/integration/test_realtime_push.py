@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from serving.events import direct_pusher, feast_pusher
+from serving.realtime import direct_pusher, feast_pusher
 from tests.integration.serving_fixtures import served_copy
 from vitrine.featurestore.repo import feature_store, project_name
 

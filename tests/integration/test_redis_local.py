@@ -29,6 +29,24 @@ def test_managed_redis_starts_per_home_persists_and_stops(home: Home, tmp_path):
     url = managed.start()
     try:
         assert redis.Redis.from_url(url).get("k") == b"v"
+        assert redis.Redis.from_url(url).config_get("appendonly") == {"appendonly": "yes"}
+        client = redis.Redis.from_url(url)
+        client.set("written-after-the-last-save", "1")
+        client.shutdown(nosave=True)  # what the append-only file alone brings back
+    except redis.exceptions.ConnectionError:
+        pass
+    url = managed.start()
+    try:
+        assert redis.Redis.from_url(url).get("written-after-the-last-save") == b"1"
+    finally:
+        managed.stop()
+    # a home made before the append-only file: its RDB is loaded, then AOF turned on
+    import shutil
+
+    shutil.rmtree(home.redis_dir / "appendonlydir")
+    url = managed.start()
+    try:
+        assert redis.Redis.from_url(url).get("k") == b"v" and (home.redis_dir / "appendonlydir").exists()
     finally:
         managed.stop()
 

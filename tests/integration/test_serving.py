@@ -112,7 +112,7 @@ def test_malformed_events_are_invalid_argument(stub, events, message):
     assert message in e.value.details()
 
 
-def test_track_events_is_durable_pushed_and_changes_the_next_answer(stub, server, served):
+def test_track_events_is_streamed_logged_applied_and_changes_the_next_answer(stub, server, served):
     home, _ = served
     before = [i.item_id for i in recommend(stub, "u9", 3).items]
     assert "i3" in before
@@ -123,7 +123,8 @@ def test_track_events_is_durable_pushed_and_changes_the_next_answer(stub, server
     ]), timeout=10)
     assert r.accepted == 1 and r.duplicates == 0
     assert [(x.index, x.field) for x in r.rejections] == [(1, "position")]
-    # on disk before the answer came back
+    # acknowledged once in the stream; its consumers then write the log and the user's row
+    server.core.consumers.drain()
     log = EventLog(home.events)
     assert log.count() == before_log + 1
     assert "e-buy-1" in log.read(columns=["event_id"]).column(0).to_pylist()
@@ -140,10 +141,13 @@ def test_track_events_is_durable_pushed_and_changes_the_next_answer(stub, server
         pb.Event(event_id="e-buy-1", user_id="u9", item_id="i3", event_type="purchase", price=40.0, quantity=1)]),
         timeout=10)
     assert again.accepted == 0 and again.duplicates == 1
+    server.core.consumers.drain()
     assert server.core.reader.read("u9").values["user_realtime__rt_purchases"] == 1
+    assert EventLog(home.events).count() == before_log + 1
     # a click after it adds to the counters and puts the item first in the recent items
     stub.TrackEvents(pb.TrackEventsRequest(events=[pb.Event(user_id="u9", item_id="i2", event_type="click")]),
                      timeout=10)
+    server.core.consumers.drain()
     values = server.core.reader.read("u9").values
     assert values["user_realtime__rt_clicks"] == 1 and values["user_realtime__rt_purchases"] == 1
     assert values["user_realtime__rt_recent_items"] == ["i2", "i3"]
@@ -190,6 +194,7 @@ def test_gateway_collect_recommend_metrics(server):
     body = json.dumps({"events": [{"user_id": "web-1", "item_id": "i2", "event_type": "click"}]}).encode()
     with urllib.request.urlopen(urllib.request.Request(f"{base}/collect", data=body, method="POST"), timeout=10) as r:
         assert json.loads(r.read()) == {"accepted": 1, "duplicates": 0, "rejections": []}
+    server.core.consumers.drain()
     with urllib.request.urlopen(f"{base}/recommend?user_id=web-1&k=2", timeout=10) as r:
         answer = json.loads(r.read())
     assert len(answer["items"]) == 2 and "i2" not in [i["item_id"] for i in answer["items"]]
@@ -290,9 +295,9 @@ def test_gateway_bounds_its_connections(server):
 
 
 def test_tracking_with_redis_down_is_unavailable_and_a_resend_applies_it_once(stub, server, served):
-    """Redis down: TrackEvents answers UNAVAILABLE (not INTERNAL) saying what to do; `vitrine
-    redis start` brings it back on the same port and the running server recovers at once; the
-    resent batch is a duplicate in the log and its real-time update is applied, once."""
+    """Redis down: TrackEvents answers UNAVAILABLE (not INTERNAL) saying what to do and stores
+    nothing; `vitrine redis start` brings it back on the same port and the running server (and
+    its consumers) recover at once; the resent batch is taken once: logged once, applied once."""
     home, _ = served
     managed = ManagedRedis(home.redis_dir)
     address = managed.url
@@ -303,13 +308,17 @@ def test_tracking_with_redis_down_is_unavailable_and_a_resend_applies_it_once(st
         with pytest.raises(grpc.RpcError) as e:
             stub.TrackEvents(batch, timeout=10)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "resend the same batch" in e.value.details()
+        details = e.value.details()
+        assert "resend the batch" in details and "none of the 1 valid event(s) was stored" in details
     finally:
         assert managed.start() == address  # the port it had: clients holding the URL reconnect
     assert recommend(stub, "u2", 2).degraded_reason != "redis_unavailable"
-    for _ in range(2):  # the resend applies the update; a second resend does nothing
+    for expected in ((1, 0), (0, 1)):  # the resend is taken; a second resend is a duplicate
         again = stub.TrackEvents(batch, timeout=10)
-        assert (again.accepted, again.duplicates) == (0, 1)
+        assert (again.accepted, again.duplicates) == expected
+        server.core.consumers.drain()
+        logged = EventLog(home.events).read(columns=["event_id"]).column(0).to_pylist()
+        assert logged.count("e-down-1") == 1
         online = server.core.store.get_online_features(features=["user_realtime:rt_clicks"],
                                                        entity_rows=[{"user_id": "u-down"}]).to_dict()
         assert online["rt_clicks"] == [1]

@@ -56,6 +56,7 @@ def test_a_click_brings_the_clicked_items_neighbours(stub, server):
     assert not any({"item_cf", "content"} & set(i.routes) for i in before.items)  # nothing to expand from
     stub.TrackEvents(pb.TrackEventsRequest(events=[pb.Event(user_id="fresh-user", item_id="i1",
                                                             event_type="click")]), timeout=10)
+    server.core.consumers.drain()
     after = stub.Recommend(pb.RecommendRequest(user_id="fresh-user", k=2), timeout=10)
     assert "i1" not in ids(after)
     # i1's item-CF / content neighbours are now recalled from the real-time recent items

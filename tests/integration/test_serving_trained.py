@@ -126,7 +126,7 @@ def test_unknown_users_get_a_ranked_answer(stub):
     assert not r.degraded and len(r.items) == 5
 
 
-def test_a_purchase_removes_the_item_and_a_click_changes_the_answer(stub, trained):
+def test_a_purchase_removes_the_item_and_a_click_changes_the_answer(stub, server, trained):
     home, _ = trained
     user, _ = _buyer(home)
     before = stub.Recommend(pb.RecommendRequest(user_id=user, k=10), timeout=10)
@@ -135,6 +135,7 @@ def test_a_purchase_removes_the_item_and_a_click_changes_the_answer(stub, traine
         pb.Event(user_id=user, item_id=top, event_type="click"),
         pb.Event(user_id=user, item_id=top, event_type="purchase")]), timeout=10)
     assert ack.accepted == 2 and not ack.rejections
+    server.core.consumers.drain()
     after = stub.Recommend(pb.RecommendRequest(user_id=user, k=10), timeout=10)
     assert not after.degraded and top not in [i.item_id for i in after.items]
     assert [i.item_id for i in after.items] != [i.item_id for i in before.items]

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from serving.config import ServingConfig, Strategy
-from serving.events import updated_realtime
 from serving.features import UserFeatures
 from serving.items import ItemCache
 from serving.pipeline import bucket_of, diversify, fuse, strategy_for
+from serving.realtime import updated_realtime
 from serving.validation import InvalidRequest, event_batch, failure_of, recommend_request
 
 CONFIG = ServingConfig()

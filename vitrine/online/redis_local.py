@@ -85,21 +85,43 @@ class ManagedRedis:
         # reconnects to a restarted Redis without being told a new address
         port = port or self._previous_port() or free_port()
         conf = self.directory / "redis.conf"
+        aof = (self.directory / "appendonlydir").exists()
         conf.write_text("\n".join([
             "bind 127.0.0.1", f"port {port}", "protected-mode yes", "daemonize yes",
             f"dir {self.directory}", f"pidfile {self.pid_file}", f"logfile {self.directory / 'redis.log'}",
-            "save 300 1", "appendonly no", "dbfilename dump.rdb", "",
+            # the event stream holds acknowledged events until its consumers have them: every
+            # write reaches the append-only file before Redis answers (fsynced each second).
+            # Started with AOF on and no AOF yet, Redis would load nothing (not the RDB of a
+            # home made before): then it starts without and turns AOF on once it has loaded.
+            "save 300 1", f"appendonly {'yes' if aof else 'no'}", "appendfsync everysec",
+            "dbfilename dump.rdb", "",
         ]))
         subprocess.run([binary, str(conf)], check=True, capture_output=True)
         self.port_file.write_text(str(port))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ping(self.url):  # type: ignore[arg-type]
+                if not aof:
+                    self._turn_aof_on(deadline)
                 return self.url  # type: ignore[return-value]
             time.sleep(0.05)
         log = (self.directory / "redis.log")
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise RedisUnavailable(f"redis-server did not answer on port {port} within {timeout}s:\n{tail}")
+
+    def _turn_aof_on(self, deadline: float) -> None:
+        """AOF on at run time: Redis writes the loaded data as the file's base (it refuses to
+        shut down until that is written, so wait for it)."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)  # type: ignore[arg-type]
+        client.config_set("appendonly", "yes")
+        while time.monotonic() < deadline + 60:
+            info = client.info("persistence")
+            if not info.get("aof_rewrite_in_progress") and not info.get("aof_rewrite_scheduled") \
+                    and info.get("aof_enabled"):
+                return
+            time.sleep(0.05)
 
     def _previous_port(self) -> int | None:
         try:

@@ -1,0 +1,230 @@
+"""Real-time user features, from the event stream's `realtime` group.
+
+Each consumer (one per server process, or `vitrine consume`) reads entries and updates the
+users' `user_realtime` rows: counts since the last daily snapshot, last event time, recent
+and bought items — a click feeds recall's recent items, a purchase the bought filter. The
+rows are written straight into Redis in the layout of Feast's push source
+`user_realtime_push` (`realtime_writer`: the bytes `store.push` would write, tested against
+it), not through `store.push`, which costs ~60 ms a call.
+
+An update is atomic per batch of entries, across processes: the consumer WATCHes the users'
+keys, reads their rows, computes the new ones and writes them in one MULTI/EXEC, retrying
+when another consumer changed one of those users in between — no lost updates. Each row also
+records the last entry ids applied to it (`APPLIED_FIELD`, outside Feast's fields), written
+in the same transaction: an entry delivered again after a crash is not counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from serving.config import ServingConfig
+from serving.features import UserFeatureReader, UserFeatures
+from vitrine.featurestore.realtime import PUSH_SOURCE
+from vitrine.stream.base import REALTIME_GROUP, Entry, EventStream
+
+log = logging.getLogger("serving.realtime")
+
+RT_VIEW = "user_realtime"
+SNAPSHOT_VIEW = "user_behaviour"
+COUNTS = {"impression": "rt_impressions", "click": "rt_clicks", "add_to_cart": "rt_carts", "purchase": "rt_purchases"}
+ENGAGED = ("click", "add_to_cart", "purchase")
+APPLIED_FIELD = b"_vitrine:rt_applied"  # comma-separated ids of the last entries applied to the row
+APPLIED_KEEP = 64
+CLAIM_IDLE_MS = 30_000  # entries another consumer left pending this long are taken over
+MAX_RETRIES = 50
+
+
+def _utc_us(value: Any) -> int:
+    """A stored time (datetime, naive = UTC, or a pandas Timestamp) → epoch microseconds."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return int(value.timestamp() * 1_000_000) if not hasattr(value, "value") else int(value.value // 1000)
+
+
+def realtime_row(user_id: str, current: UserFeatures, events: Sequence[tuple[int, str, str]], now_us: int,
+                 recent_max: int, bought_max: int) -> dict[str, Any]:
+    """The user's next `user_realtime` row from the stored one and the new events, each
+    (event time in epoch µs, item id, event type), oldest first. Plain Python: ~20 µs a user
+    where the same in pandas took ~0.9 ms (the real-time consumer runs it for every user)."""
+    v = current.values
+    last = v.get(f"{RT_VIEW}__rt_last_event_at")
+    last_us = None if last is None else _utc_us(last)
+    snapshot_us = current.timestamps.get(SNAPSHOT_VIEW)
+    # counters run since the last daily snapshot: once a snapshot covers them, start again
+    stale = last_us is None or (snapshot_us is not None and last_us < snapshot_us)
+    row: dict[str, Any] = {"user_id": user_id}
+    counts = dict.fromkeys(COUNTS, 0)
+    recent = [] if stale else list(v.get(f"{RT_VIEW}__rt_recent_items") or [])
+    bought = list(v.get(f"{RT_VIEW}__rt_bought_items") or [])
+    newest = last_us if not stale else None
+    for time_us, item, event_type in events:
+        if event_type in counts:
+            counts[event_type] += 1
+        if event_type in ENGAGED:
+            recent = [item, *[r for r in recent if r != item]]
+        if event_type == "purchase":
+            bought = [item, *[b for b in bought if b != item]]
+        newest = time_us if newest is None else max(newest, time_us)
+    for event_type, name in COUNTS.items():
+        row[name] = (0 if stale else int(v.get(f"{RT_VIEW}__{name}") or 0)) + counts[event_type]
+    row["rt_last_event_at"] = datetime.fromtimestamp(newest / 1_000_000, UTC)
+    row["rt_recent_items"] = recent[:recent_max]
+    row["rt_bought_items"] = bought[:bought_max]
+    # Feast keeps a row only if its timestamp is newer than the stored one
+    previous = current.timestamps.get(RT_VIEW, 0)
+    row["event_timestamp"] = datetime.fromtimestamp(max(now_us, previous + 1) / 1_000_000, UTC)
+    return row
+
+
+def updated_realtime(user_id: str, current: UserFeatures, events: pd.DataFrame, now_us: int,
+                     recent_max: int, bought_max: int) -> dict[str, Any]:
+    """`realtime_row` from a frame of events (`event_time`, `item_id`, `event_type`)."""
+    events = events.sort_values("event_time", kind="stable")
+    times = (pd.to_datetime(events["event_time"], utc=True).astype("int64") // 1000).tolist()
+    return realtime_row(user_id, current, list(zip(times, events["item_id"].tolist(),
+                                                   events["event_type"].tolist(), strict=True)),
+                        now_us, recent_max, bought_max)
+
+
+class RealtimeUpdater:
+    def __init__(self, stream: EventStream, reader: UserFeatureReader,
+                 write: Callable[[Any, pd.DataFrame], None], config: ServingConfig,
+                 consumer: str | None = None) -> None:
+        self.stream, self.reader, self.write, self.config = stream, reader, write, config
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.applied = 0  # events applied by this consumer
+        self.conflicts = 0  # transactions retried because another consumer wrote one of the users
+
+    def recover(self) -> int:
+        """Apply this consumer's pending entries and those other consumers left idle."""
+        entries = self.stream.read(REALTIME_GROUP, self.consumer, count=500, pending=True)
+        entries += self.stream.claim(REALTIME_GROUP, self.consumer, CLAIM_IDLE_MS, count=500)
+        return self.apply(entries)
+
+    def step(self, block_ms: int = 500) -> int:
+        return self.apply(self.stream.read(REALTIME_GROUP, self.consumer, count=20, block_ms=block_ms))
+
+    def apply(self, entries: Sequence[Entry]) -> int:
+        """Update every user of `entries` atomically, then acknowledge them."""
+        if not entries:
+            return 0
+        events: dict[str, list[tuple[int, str, str, str]]] = {}
+        for entry in entries:
+            table = entry.events
+            times = pc.cast(table.column("event_time"), pa.int64()).to_pylist()
+            columns = [table.column(c).to_pylist() for c in ("user_id", "item_id", "event_type")]
+            for time_us, user, item, event_type in zip(times, *columns, strict=True):
+                events.setdefault(user, []).append((time_us, item, event_type, entry.entry_id))
+        applied = self._transaction(events)
+        self.stream.ack(REALTIME_GROUP, [e.entry_id for e in entries])
+        self.applied += applied
+        return applied
+
+    def _transaction(self, events: dict[str, list[tuple[int, str, str, str]]]) -> int:
+        import redis
+
+        users = sorted(events)
+        keys = [self.reader.key(u) for u in users]
+        client = self.reader.client
+        for _ in range(MAX_RETRIES):
+            with client.pipeline(transaction=True) as tx:
+                try:
+                    tx.watch(*keys)
+                    with client.pipeline(transaction=False) as reads:
+                        for key in keys:
+                            reads.hgetall(key)
+                        raw = reads.execute()
+                    rows, guards, count = [], [], 0
+                    now_us = time.time_ns() // 1000
+                    for user, key, stored in zip(users, keys, raw, strict=True):
+                        done = [d for d in (stored.get(APPLIED_FIELD) or b"").decode().split(",") if d]
+                        skip = set(done)
+                        mine = sorted((e for e in events[user] if e[3] not in skip), key=lambda e: e[0])
+                        if not mine:
+                            continue
+                        rows.append(realtime_row(user, self.reader.decode(stored), [e[:3] for e in mine], now_us,
+                                                 self.config.recent_items_max, self.config.bought_items_max))
+                        ids = [*done, *dict.fromkeys(e[3] for e in mine)][-APPLIED_KEEP:]
+                        guards.append((key, ",".join(ids)))
+                        count += len(mine)
+                    tx.multi()
+                    if rows:
+                        self.write(tx, pd.DataFrame(rows))
+                        for key, ids in guards:
+                            tx.hset(key, APPLIED_FIELD, ids)
+                    tx.execute()
+                    return count
+                except redis.WatchError:
+                    self.conflicts += 1
+                    continue
+        raise RuntimeError(f"real-time update of {len(users)} users conflicted {MAX_RETRIES} times in a row")
+
+
+def realtime_reader(client, store, project: str) -> UserFeatureReader:
+    """A reader of what an update needs: the `user_realtime` row as stored (no TTL: bought
+    items survive) and the daily snapshot's row time (not its values: decoding them is most
+    of a read's cost)."""
+    from dataclasses import replace
+
+    from serving.features import entity_views
+
+    views = [v if v.name == RT_VIEW else replace(v, features=())
+             for v in entity_views(store, "user") if v.name in (RT_VIEW, SNAPSHOT_VIEW)]
+    return UserFeatureReader(client, project, views, clock_us=None)
+
+
+def realtime_writer(store, project: str) -> Callable[[Any, pd.DataFrame], None]:
+    """`write(pipe, rows)`: queue rows of the push source `user_realtime_push` on a Redis
+    pipeline for every online view it feeds, byte for byte as Feast's `store.push(..., ONLINE)`
+    writes them (vitrine/featurestore/encode.py, the encoder materialisation uses; tested
+    against Feast's own push).
+
+    Feast's push spends ~60 ms a call deserialising its registry (every feature view and
+    service, with runtime type checks) before writing; the views are resolved here once."""
+    from vitrine.featurestore import encode
+
+    views = [v for v in store.list_feature_views()
+             if v.online and getattr(v.stream_source, "name", None) == PUSH_SOURCE]
+    if not views:
+        raise ValueError(f"no online feature view is fed by the push source {PUSH_SOURCE!r}: run feast apply")
+    layouts = [encode.ViewLayout.of(view) for view in views]
+
+    def write(pipe, df: pd.DataFrame) -> None:
+        for layout in layouts:
+            for rkey, fields in layout.rows(df, project):
+                pipe.hset(rkey, mapping=dict(fields))
+
+    return write
+
+
+def direct_pusher(store, client, project: str) -> Callable[[pd.DataFrame], None]:
+    """`realtime_writer` in one Redis pipeline of its own: push rows outside a transaction."""
+    write = realtime_writer(store, project)
+
+    def push(df: pd.DataFrame) -> None:
+        with client.pipeline(transaction=False) as pipe:
+            write(pipe, df)
+            pipe.execute()
+
+    return push
+
+
+def feast_pusher(store) -> Callable[[pd.DataFrame], None]:
+    """Write rows to the online store through Feast's push source (online only)."""
+    from feast.data_source import PushMode
+
+    def push(df: pd.DataFrame) -> None:
+        store.push(PUSH_SOURCE, df, to=PushMode.ONLINE)
+
+    return push

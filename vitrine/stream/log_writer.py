@@ -1,0 +1,99 @@
+"""The event-log writer: the stream's `event-log` group, group-committed to the dated log.
+
+It collects entries until `max_events` events or `max_delay_s` after the first, then writes
+one Parquet file per date the batch touches — named after the batch's first and last entry
+ids, written to a hidden name, fsynced and renamed (`write_parquet_atomic`) — and only then
+acknowledges the entries and trims the stream. Killed at any moment, it finds the batch it
+was working on pending on restart (`recover`): exactly the entries it had read and not
+acknowledged, so it rewrites the same files under the same names, and each acknowledged
+event is in the log exactly once. Duplicates were dropped at append (by event id, within the
+stream's window), so nothing here holds the day's ids: memory is one batch.
+
+One writer runs at a time (a lease in the stream, renewed each step): a second process's
+writer waits, and takes over once the first stops renewing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from vitrine.data.eventlog import EventLog, event_dates, write_parquet_atomic
+from vitrine.data.schemas import EVENTS
+from vitrine.stream.base import LOG_GROUP, Entry, EventStream
+
+log = logging.getLogger("vitrine.stream.log_writer")
+
+CONSUMER = "writer"
+LEASE_MS = 15_000
+
+
+class EventLogWriter:
+    def __init__(self, stream: EventStream, log_root, *, max_events: int = 50_000, max_delay_s: float = 5.0,
+                 owner: str | None = None) -> None:
+        self.stream, self.log = stream, EventLog(log_root)
+        self.max_events, self.max_delay_s = max_events, max_delay_s
+        self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
+        self._batch: list[Entry] = []
+        self._events = 0
+        self._since = 0.0
+        self._recovered = False
+        self.committed = 0  # events written by this writer
+
+    def active(self) -> bool:
+        """Whether this writer holds the lease (taking or renewing it)."""
+        return self.stream.lease("event-log-writer", self.owner, LEASE_MS)
+
+    def recover(self) -> int:
+        """Commit the batch a previous writer left pending (same entries, same files)."""
+        pending = self.stream.read(LOG_GROUP, CONSUMER, count=1000, pending=True)
+        self._recovered = True
+        return self._commit(pending) if pending else 0
+
+    def step(self, block_ms: int = 500) -> int:
+        """Read what is new (waiting up to `block_ms`) and commit when the batch is full or
+        old enough. Returns the events committed (0 most of the time); nothing without the lease."""
+        if not self.active():
+            self._batch, self._events = [], 0  # another writer has them (they stay pending there)
+            self._recovered = False
+            return 0
+        if not self._recovered:
+            return self.recover()
+        room = max(1, self.max_events - self._events)
+        wait = block_ms if not self._batch else max(1, int(min(block_ms, self._left_s() * 1000)))
+        for entry in self.stream.read(LOG_GROUP, CONSUMER, count=min(room, 1000), block_ms=wait):
+            if not self._batch:
+                self._since = time.monotonic()
+            self._batch.append(entry)
+            self._events += entry.events.num_rows
+        if self._batch and (self._events >= self.max_events or self._left_s() <= 0):
+            return self.flush()
+        return 0
+
+    def _left_s(self) -> float:
+        return self.max_delay_s - (time.monotonic() - self._since)
+
+    def flush(self) -> int:
+        """Commit the batch being collected now."""
+        batch, self._batch, self._events = self._batch, [], 0
+        return self._commit(batch) if batch else 0
+
+    def _commit(self, entries: list[Entry]) -> int:
+        schema = EVENTS.arrow_schema()
+        table = pa.concat_tables([e.events.select(schema.names).cast(schema) for e in entries])
+        name = f"part-stream-{entries[0].entry_id}-{entries[-1].entry_id}.parquet"
+        if table.num_rows:
+            dates = event_dates(table)
+            for date in pc.unique(dates).to_pylist():
+                write_parquet_atomic(table.filter(pc.equal(dates, date)), self.log.partition(date) / name)
+        self.stream.ack(LOG_GROUP, [e.entry_id for e in entries])
+        self.stream.trim()
+        self.committed += table.num_rows
+        log.info("events committed to the log", extra={"events": table.num_rows, "entries": len(entries),
+                                                        "first": entries[0].entry_id, "last": entries[-1].entry_id})
+        return table.num_rows
