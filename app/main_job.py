@@ -176,8 +176,11 @@ def serve_and_show(home: Home, url: str, *, users: int = 3, k: int = 5) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.RecommenderStub(channel)
 
+            answers: dict[str, str] = {}  # user → the request id of their last answer
+
             def show(user: str) -> list[str]:
                 r = stub.Recommend(pb.RecommendRequest(user_id=user, k=k), timeout=5)
+                answers[user] = r.request_id
                 state = f"degraded: {r.degraded_reason}" if r.degraded else "ranked"
                 print(f"   {user} [{r.ab_bucket}, {state}, {sum(r.stage_ms.values()):.1f} ms]")
                 for rank, item in enumerate(r.items, 1):
@@ -193,12 +196,20 @@ def serve_and_show(home: Home, url: str, *, users: int = 3, k: int = 5) -> None:
             # "now" would move the next feature run's clock to today
             stamp = [(as_of + pd.Timedelta(seconds=s)).isoformat() for s in (1, 2)]
             ack = stub.TrackEvents(pb.TrackEventsRequest(events=[
-                pb.Event(user_id=user, item_id=first, event_type="click", event_time=stamp[0]),
-                pb.Event(user_id=user, item_id=first, event_type="purchase", event_time=stamp[1])]), timeout=5)
-            running.core.consumers.drain()  # the stream's consumers: into the log and the user's row
+                pb.Event(user_id=user, item_id=first, event_type="click", event_time=stamp[0],
+                         request_id=answers[user]),
+                pb.Event(user_id=user, item_id=first, event_type="purchase", event_time=stamp[1],
+                         request_id=answers[user], price=1.0, quantity=1)]), timeout=5)
+            running.core.drain()  # the streams' consumers: into the logs and the user's row
             print(f"   TrackEvents: {user} clicked and bought {first} → accepted {ack.accepted}; next answer:")
             top = show(user)
             print(f"   {first} {'is gone' if first not in top else 'is STILL recommended'} after the purchase")
+        running.core.drain()
+        from evaluation.ab import ab_results, markdown
+
+        print("   A/B results of these answers (exposure log joined to the events; vitrine report ab):")
+        for line in markdown(ab_results(home)).splitlines():
+            print("   " + line)
     finally:
         running.stop(0)
     print(f"   run it yourself: vitrine --home {home.root} serve --port 50051")

@@ -137,15 +137,18 @@ def _recommend(args: argparse.Namespace, home: Home) -> int:
     from serving.threads import limit_threads
 
     limit_threads()
+    from dataclasses import replace
+
     from serving.batch import recommend_batch, recommend_one
 
+    config = replace(_serving_config(args), exposures=False)  # answers computed here are not shown
     if args.users is not None:
         if args.out is None:
             raise ValueError("--users needs --out FILE (the CSV to write)")
-        summary = recommend_batch(home, _serving_config(args), args.users, args.k, args.out)
+        summary = recommend_batch(home, config, args.users, args.k, args.out)
         print(summary)
     else:
-        print(recommend_one(home, _serving_config(args), args.user, args.k, as_json=args.json))
+        print(recommend_one(home, config, args.user, args.k, as_json=args.json))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Commands on the event stream: consume (its consumers as a deployment of their own)."""
+"""Commands on the streams and what they log: consume (the consumers as a deployment of their
+own), report ab (A/B results from the exposure and event logs)."""
 
 from __future__ import annotations
 
@@ -43,4 +44,27 @@ def _consume(args: argparse.Namespace, home: Home) -> int:
           flush=True)
     done.wait()
     consumers.stop()
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["ab"], help="ab: per A/B arm, exposures, CTR, CVR, revenue with CIs")
+    p.add_argument("--since", default=None, help="only answers and events from this time on (ISO-8601)")
+    p.add_argument("--control", default=None, help="the arm the others are tested against (default: the largest)")
+
+
+@command("report", "reports from the logs: A/B results per arm (exposures joined to events)", _report_args)
+def _report(args: argparse.Namespace, home: Home) -> int:
+    import pandas as pd
+
+    from evaluation.ab import ab_results, markdown, write_report
+
+    since = None
+    if args.since:
+        since = pd.Timestamp(args.since)
+        since = since.tz_localize("UTC") if since.tzinfo is None else since.tz_convert("UTC")
+    results = ab_results(home, since=since, control=args.control)
+    print(markdown(results))
+    out = write_report(home, results)
+    print(f"written to {out}", flush=True)
     return 0

@@ -199,7 +199,7 @@ def side_by_side(home: Path, users: list[str], n: int) -> dict:
     from serving.validation import recommend_request
     from vitrine.config import Home
 
-    core = Core(Home(home), ServingConfig(http_port=None))
+    core = Core(Home(home), ServingConfig(http_port=None, exposures=False))
     store, cache, models = core.store, core.items, core.models.current
     user = users[0]
     item_refs = sorted({c.replace("__", ":", 1) for c in cache.columns if not c.startswith("merchant_stats")})

@@ -101,7 +101,12 @@ def main() -> None:
     print(f"{len(df):,} events in {len(requests):,} calls of {args.batch} (prepared in {prepared:.0f} s)", flush=True)
 
     config = args.home / "bench-stream.json"
-    config.write_text(json.dumps({"consumers": False, "event_past_days": 3, "reload_seconds": 3600}))
+    # the de-duplication window in the replay's time: the day's real rate is ~86 events/s, so at
+    # `rate` an hour of the day passes in 3600 · 86 / rate seconds (the Redis memory the day would hold)
+    day_rate = len(df) / max(1.0, (df["hour"].max() + 1) * 3600) if args.limit is None else 86.0
+    window = max(60, int(3600 * day_rate / args.rate))
+    config.write_text(json.dumps({"consumers": False, "event_past_days": 3, "reload_seconds": 3600,
+                                  "dedup_window_s": window}))
     port = free_port()
     server = start_vitrine(args.home, "serve", "--port", str(port), "--no-http", "--config", str(config))
     consumer = start_vitrine(args.home, "consume", "--config", str(config))
@@ -115,6 +120,7 @@ def main() -> None:
     accepted = np.zeros(len(requests), dtype=np.int64)
     errors: list[str] = []
     visible: list[float] = []
+    memory: list[float] = []  # Redis used memory (MiB), sampled with each probe
     done = threading.Event()
     begin = time.perf_counter() + 1.0
 
@@ -141,6 +147,7 @@ def main() -> None:
             n = 0
             while not done.wait(0.5):
                 user, item = f"{run}-probe-{n % 20}", str(items[n % len(items)])
+                memory.append(client.info("memory")["used_memory"] / 2**20)
                 n += 1
                 t = time.perf_counter()
                 stub.TrackEvents(pb.TrackEventsRequest(events=[pb.Event(user_id=user, item_id=item,
@@ -167,6 +174,8 @@ def main() -> None:
     consumer.terminate()
     consumer.wait()
     drained = run_vitrine(args.home, "consume", "--drain", "--config", str(config))
+    if drained.returncode:
+        raise SystemExit(f"vitrine consume --drain failed:\n{drained.stderr[-2000:]}")
     drain_s = time.perf_counter() - drain_t
     log = ds.dataset(args.home / "events", format="parquet", partitioning="hive", ignore_prefixes=[".", "_"])
     ids = log.to_table(columns=["event_id"], filter=pc.starts_with(ds.field("event_id"), f"{run}-")).column(0)
@@ -182,6 +191,8 @@ def main() -> None:
     done_ms = ack_ms[~np.isnan(ack_ms)]
     out = {
         "events": len(df), "calls": len(requests), "batch": args.batch, "target_rate": args.rate,
+        "dedup_window_s": window, "redis_memory_mb_first_last_peak": [memory[0], memory[-1], max(memory)]
+        if memory else None,
         "seconds": elapsed, "events_per_s": float(accepted.sum() / elapsed),
         "ack_p50_ms": float(np.percentile(done_ms, 50)), "ack_p99_ms": float(np.percentile(done_ms, 99)),
         "errors": len(errors), "error_examples": errors[:5], "acknowledged": int(accepted.sum()),

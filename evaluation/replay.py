@@ -132,8 +132,10 @@ class Replay:
         self.cut, self.project = cut, project_for(cut)
         # one arm that runs every stage the policy leaves on; budgets and a Redis timeout that a
         # loaded machine cannot miss (an offline replay measures answers; latency is reported)
+        # (and no exposure log: replayed answers are not shown to anyone)
         config = ServingConfig(http_port=None, budgets=Budgets(*[60_000.0] * 6), max_exclude=100_000,
-                               redis_timeout_s=5.0, strategies=(Strategy("replay", 100, coarse=True, fine=True),))
+                               redis_timeout_s=5.0, strategies=(Strategy("replay", 100, coarse=True, fine=True),),
+                               exposures=False, consumers=False)
         with feast_project(self.project):
             self.core = Core(sub, config, redis_url=redis_url)
         self.base = self.core.models.current

@@ -36,6 +36,8 @@ class Recommendation:
     degraded: bool = False
     degraded_reason: str = ""
     stage_ms: dict[str, float] = field(default_factory=dict)
+    # the user features the answer was computed from, when the exposure log samples them (not sent)
+    features: dict | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {

@@ -73,6 +73,8 @@ class ServingConfig:
     consumers: bool = True  # run the stream's consumers in the server (False: `vitrine consume` does)
     log_batch_events: int = 50_000  # the event-log writer's group commit: this many events,
     log_batch_seconds: float = 5.0  # or this long after the first
+    exposures: bool = True  # log every answer (serving/exposures.py)
+    exposure_feature_sample: float = 0.01  # share of answers logged with the user features used
     budgets: Budgets = field(default_factory=Budgets)
     diversity: Diversity = field(default_factory=Diversity)
     strategies: tuple[Strategy, ...] = (

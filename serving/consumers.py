@@ -1,6 +1,6 @@
-"""The event stream's consumers of one process, in background threads: the event-log writer
-(`vitrine.stream.log_writer`, while this process holds its lease) and a real-time updater
-(`serving.realtime`). They run inside `vitrine serve` by default and alone in `vitrine
+"""The streams' consumers of one process, in background threads: the event-log and
+exposure-log writers (`vitrine.stream.log_writer`, each while this process holds its lease)
+and a real-time updater (`serving.realtime`). They run inside `vitrine serve` by default and alone in `vitrine
 consume` (a separate deployment: `--no-consumers` on the servers).
 
 Each loop survives Redis going away (it logs, waits and retries; what it had read stays
@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from serving.config import ServingConfig
 from serving.realtime import RealtimeUpdater, realtime_reader, realtime_writer
 from vitrine.config import Home
-from vitrine.stream.base import LOG_GROUP, REALTIME_GROUP, EventStream
-from vitrine.stream.log_writer import EventLogWriter
+from vitrine.stream.base import REALTIME_GROUP, EventStream
+from vitrine.stream.log_writer import StreamLogWriter, event_log_writer
 from vitrine.stream.redis_streams import RedisEventStream
 
 log = logging.getLogger("serving.consumers")
 
 CONSUMER_TIMEOUT_S = 5.0  # socket timeout of the consumers' client (reads block up to 0.5 s)
 RETRY_S = 0.5
+CLAIM_EVERY_S = 10.0
 
 
 def consumer_client(url: str):
@@ -35,18 +36,27 @@ def consumer_client(url: str):
     return redis.Redis.from_url(url, socket_timeout=CONSUMER_TIMEOUT_S, socket_connect_timeout=1.0)
 
 
+def exposure_stream(client) -> RedisEventStream:
+    """The stream of logged answers (`serving.exposures`): its one group, no de-duplication."""
+    from serving.exposures import GROUP, STREAM_KEY
+
+    return RedisEventStream(client, key=STREAM_KEY, groups=(GROUP,), id_column=None)
+
+
 @dataclass
 class Consumers:
-    stream: EventStream
-    writer: EventLogWriter
+    stream: EventStream  # the event stream
+    writers: list[StreamLogWriter]  # the event log's, the exposure log's
     updater: RealtimeUpdater
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _flush: threading.Event = field(default_factory=threading.Event)
+    _next_claim: float = 0.0  # when the updater next claims what dead consumers left pending
     errors: int = 0
 
     @classmethod
     def for_home(cls, home: Home, config: ServingConfig, redis_url: str, store=None) -> Consumers:
+        from serving.exposures import GROUP, SCHEMA
         from vitrine.featurestore.repo import feature_store, project_name
 
         store = store or feature_store(home, redis_url)
@@ -54,9 +64,16 @@ class Consumers:
         stream = RedisEventStream(client, dedup_window_s=config.dedup_window_s)
         updater = RealtimeUpdater(stream, realtime_reader(client, store, project_name()),
                                   realtime_writer(store, project_name()), config)
-        writer = EventLogWriter(stream, home.events, max_events=config.log_batch_events,
-                                max_delay_s=config.log_batch_seconds)
-        return cls(stream, writer, updater)
+        batch = {"max_events": config.log_batch_events, "max_delay_s": config.log_batch_seconds}
+        writers = [event_log_writer(stream, home.events, **batch),
+                   StreamLogWriter(exposure_stream(client), home.exposures, group=GROUP, schema=SCHEMA,
+                                   time_column="served_at", **batch)]
+        return cls(stream, writers, updater)
+
+    @property
+    def writer(self) -> StreamLogWriter:
+        """The event log's writer."""
+        return self.writers[0]
 
     # --- the loops ------------------------------------------------------------------------
     def _loop(self, name: str, step) -> None:
@@ -68,39 +85,51 @@ class Consumers:
                 log.warning("stream consumer failed; retrying", extra={"consumer": name, "error": str(e)[:300]})
                 self._stop.wait(RETRY_S)
 
-    def _write(self) -> None:
-        self.writer.step(block_ms=200)
+    def _write(self, writer: StreamLogWriter) -> None:
+        writer.step(block_ms=200)
         if self._flush.is_set():
-            self.writer.flush()
+            writer.flush()
 
     def _update(self) -> None:
-        if not getattr(self, "_recovered", False):
-            self.updater.recover()
-            self._recovered = True
+        now = time.monotonic()
+        if now >= self._next_claim:  # at start: this consumer's pending entries; then dead consumers'
+            if self._next_claim == 0.0:
+                self.updater.recover()
+            else:
+                self.updater.claim_idle()
+            self._next_claim = now + CLAIM_EVERY_S
         self.updater.step(block_ms=200)
 
     def start(self) -> None:
-        for name, step in (("event-log", self._write), ("realtime", self._update)):
+        steps = [(w.group, lambda w=w: self._write(w)) for w in self.writers] + [("realtime", self._update)]
+        for name, step in steps:
             thread = threading.Thread(target=self._loop, args=(name, step), name=f"vitrine-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loops; the writer commits what it collected (if it can)."""
+        """Stop the loops; the writers commit what they collected (if they can)."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=timeout)
         self._threads.clear()
-        try:
-            if self.writer.active():
-                self.writer.flush()
-        except Exception as e:  # Redis gone: the batch stays pending and is recovered on restart
-            log.warning("event-log batch left pending at stop", extra={"error": str(e)[:300]})
+        for writer in self.writers:
+            try:
+                if writer.active():
+                    writer.flush()
+            except Exception as e:  # Redis gone: the batch stays pending and is recovered on restart
+                log.warning("log batch left pending at stop", extra={"log": writer.group, "error": str(e)[:300]})
 
     # --- waiting for the stream -------------------------------------------------------------
+    def lags(self) -> dict[str, tuple[int, int]]:
+        """Per group: (entries not yet delivered, delivered and not acknowledged)."""
+        out = {w.group: w.stream.lag(w.group) for w in self.writers}
+        out[REALTIME_GROUP] = self.stream.lag(REALTIME_GROUP)
+        return out
+
     def settled(self) -> bool:
-        """Every entry appended so far is acknowledged by both groups."""
-        return all(self.stream.lag(g) == (0, 0) for g in (LOG_GROUP, REALTIME_GROUP))
+        """Every entry appended so far is acknowledged by every group."""
+        return all(lag == (0, 0) for lag in self.lags().values())
 
     def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until everything appended so far is in the log and applied (running the
@@ -110,12 +139,13 @@ class Consumers:
         try:
             while not self.settled():
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the event stream did not drain in {timeout_s} s: "
-                                       f"{ {g: self.stream.lag(g) for g in (LOG_GROUP, REALTIME_GROUP)} }")
-                if not self._threads:
-                    self._update()
-                    self.writer.step(block_ms=10)
-                    self.writer.flush()
+                    raise TimeoutError(f"the streams did not drain in {timeout_s} s: {self.lags()}")
+                if not self._threads:  # alone (`vitrine consume --drain`): take every pending entry
+                    self.updater.recover(min_idle_ms=0)
+                    self.updater.step(block_ms=10)
+                    for writer in self.writers:
+                        writer.step(block_ms=10)
+                        writer.flush()
                 else:
                     time.sleep(0.01)
         finally:

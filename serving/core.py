@@ -14,9 +14,10 @@ from typing import Any
 
 from serving.api import Recommendation, RecommendRequest, TrackResult
 from serving.config import ServingConfig
-from serving.consumers import Consumers
+from serving.consumers import Consumers, exposure_stream
 from serving.encoded import prepare
 from serving.events import EventCollector
+from serving.exposures import ExposureRecorder
 from serving.features import UserFeatureReader, entity_views, feature_clock
 from serving.items import DEFAULT_SERVICES, ItemCache
 from serving.metrics import Metrics
@@ -78,6 +79,11 @@ class Core:
         # the stream's consumers, started with the server (`start_consumers`) unless another
         # deployment runs them (`vitrine consume`); `drain()` also works without threads
         self.consumers = Consumers.for_home(home, config, self.redis_url, self.store)
+        # every answer, through the exposure stream, to the exposure log (serving/exposures.py)
+        self.exposures = ExposureRecorder(exposure_stream(stream.client), self.metrics,
+                                          config.exposure_feature_sample) if config.exposures else None
+        if self.exposures is not None:
+            self.exposures.start()
         self._registry = home.feast / "registry.db"
         self._registry_stamp = self._stamp(self._registry)
         self._stop = threading.Event()
@@ -87,7 +93,18 @@ class Core:
     # --- the two calls --------------------------------------------------------------------
     def recommend(self, req: RecommendRequest, timeout_s: float | None = None) -> Recommendation:
         ctx = Context(self.config, self.metrics, self.models.current, self.items, self.reader.read)
-        return recommend(ctx, req, timeout_s)
+        if self.exposures is None:
+            return recommend(ctx, req, timeout_s)
+        rec = recommend(ctx, req, timeout_s, with_features=self.exposures.wants_features(req.request_id))
+        self.exposures.record(req, rec, rec.features)
+        return rec
+
+    def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait until every event tracked and every answer given so far is in its log (and the
+        events applied to the users' real-time rows)."""
+        if self.exposures is not None:
+            self.exposures.flush()
+        self.consumers.drain(timeout_s)
 
     def track(self, events: Any) -> TrackResult:
         return self.collector.track(events)
@@ -181,6 +198,8 @@ class Core:
             self.consumers.start()
 
     def close(self) -> None:
+        if self.exposures is not None:
+            self.exposures.stop()
         self.consumers.stop()
         self._stop.set()
         if self._refresher is not None:

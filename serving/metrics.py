@@ -27,6 +27,10 @@ class Metrics:
         self.errors = Counter("vitrine_errors_total", "Calls that ended in an error status", ["method", "code"],
                               registry=r)
         self.events = Counter("vitrine_events_total", "Tracked events by outcome", ["outcome"], registry=r)
+        self.exposures = Counter("vitrine_exposures_total", "Items shown in answers, by A/B arm", ["arm"],
+                                 registry=r)
+        self.exposure_log = Counter("vitrine_exposure_log_total", "Answers appended to the exposure log, or dropped",
+                                    ["outcome"], registry=r)
         self.reloads = Counter("vitrine_model_reloads_total", "Model reload attempts", ["model", "result"],
                                registry=r)
         self.model_info = Gauge("vitrine_model_info", "The model version being served (value 1)",

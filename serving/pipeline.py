@@ -166,8 +166,10 @@ def fallback_items(ctx: Context, req: RecommendRequest, user: UserFeatures | Non
     return [RankedItem(item, score, routes=[route]) for item, score, route in ctx.items.fallback(req.k, blocked)]
 
 
-def recommend(ctx: Context, req: RecommendRequest, timeout_s: float | None = None) -> Recommendation:
-    """The pipeline for one request; always answers."""
+def recommend(ctx: Context, req: RecommendRequest, timeout_s: float | None = None,
+              with_features: bool = False) -> Recommendation:
+    """The pipeline for one request; always answers (with the user's features read, known
+    values only, when `with_features`: the exposure log's sample)."""
     config = ctx.config
     strategy = strategy_for(config, req.user_id)
     budget = config.budgets.total / 1000
@@ -187,9 +189,11 @@ def recommend(ctx: Context, req: RecommendRequest, timeout_s: float | None = Non
         log.warning("degraded answer", extra={"request_id": req.request_id, "reason": reason,
                                                "user_id": req.user_id})
     ctx.metrics.requests.labels(strategy.name).inc()
+    features = ({k: v for k, v in user.values.items() if v is not None}
+                if with_features and user is not None else None)
     return Recommendation(items=items, model_version=ctx.models.version_string(), ab_bucket=strategy.name,
                           request_id=req.request_id, degraded=bool(reason), degraded_reason=reason,
-                          stage_ms=clock.ms)
+                          stage_ms=clock.ms, features=features)
 
 
 def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendRequest,

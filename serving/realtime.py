@@ -106,11 +106,19 @@ class RealtimeUpdater:
         self.applied = 0  # events applied by this consumer
         self.conflicts = 0  # transactions retried because another consumer wrote one of the users
 
-    def recover(self) -> int:
-        """Apply this consumer's pending entries and those other consumers left idle."""
+    def recover(self, min_idle_ms: int = CLAIM_IDLE_MS) -> int:
+        """Apply this consumer's pending entries and those other consumers left idle for
+        `min_idle_ms` (a dead consumer's; 0 takes every pending entry: safe, since an entry
+        applied twice is skipped by the rows' record, but it races live consumers)."""
         entries = self.stream.read(REALTIME_GROUP, self.consumer, count=500, pending=True)
-        entries += self.stream.claim(REALTIME_GROUP, self.consumer, CLAIM_IDLE_MS, count=500)
-        return self.apply(entries)
+        return self.apply(entries) + self.claim_idle(min_idle_ms)
+
+    def claim_idle(self, min_idle_ms: int = CLAIM_IDLE_MS) -> int:
+        """Apply the entries other consumers left pending for `min_idle_ms` (dead ones)."""
+        applied = 0
+        while entries := self.stream.claim(REALTIME_GROUP, self.consumer, min_idle_ms, count=500):
+            applied += self.apply(entries)
+        return applied
 
     def step(self, block_ms: int = 500) -> int:
         return self.apply(self.stream.read(REALTIME_GROUP, self.consumer, count=20, block_ms=block_ms))

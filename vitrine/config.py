@@ -34,6 +34,11 @@ class Home:
         return self.root / "events"
 
     @property
+    def exposures(self) -> Path:
+        """Exposure log (every answer, one row per item shown): Parquet by `date=YYYY-MM-DD`."""
+        return self.root / "exposures"
+
+    @property
     def catalog(self) -> Path:
         """Current users/items/merchants tables, plus their version history."""
         return self.root / "catalog"

@@ -114,6 +114,8 @@ def main() -> None:
         proc.terminate()
         proc.wait()
     drain = run_vitrine(args.home, "consume", "--drain", "--config", str(config))
+    if drain.returncode:
+        raise SystemExit(f"vitrine consume --drain failed:\n{drain.stderr[-2000:]}")
     log = ds.dataset(args.home / "events", format="parquet", partitioning="hive", ignore_prefixes=[".", "_"])
     table = log.to_table(columns=["event_id", "user_id"], filter=pc.starts_with(ds.field("event_id"), f"{run}-"))
     logged = table.column("event_id").to_pylist()

@@ -392,3 +392,26 @@ def test_fuzzed_requests_never_answer_internal(server, stub):
                 assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED or e.details(), (i, kind)
     assert outcomes.get("INVALID_ARGUMENT", 0) > 300 and outcomes.get("OK", 0) > 150, outcomes
     assert len(recommend(stub, "never-fuzzed", 2).items) == 2  # still serving
+
+
+def test_every_answer_is_in_the_exposure_log_and_clicks_join_it(stub, server, served):
+    """Answers → the exposure stream → the dated exposure log (one row per item shown, with
+    the arm and the request id); a click naming the answer's request id joins it in the A/B
+    report."""
+    from evaluation.ab import ab_results
+    from serving.exposures import SCHEMA
+
+    home, _ = served
+    r = stub.Recommend(pb.RecommendRequest(user_id="u-ab", k=2, request_id="req-ab-1"), timeout=10)
+    shown = [i.item_id for i in r.items]
+    stub.TrackEvents(pb.TrackEventsRequest(events=[
+        pb.Event(user_id="u-ab", item_id=shown[1], event_type="click", request_id="req-ab-1")]), timeout=10)
+    server.core.drain()
+    import pyarrow.dataset as ds
+
+    log = ds.dataset(home.exposures, format="parquet", partitioning="hive").to_table().to_pandas()
+    mine = log[log["request_id"] == "req-ab-1"].sort_values("position")
+    assert mine["item_id"].tolist() == shown and mine["arm"].tolist() == [r.ab_bucket] * 2
+    assert set(SCHEMA.names) <= set(log.columns)
+    arm = next(a for a in ab_results(home) if a.arm == r.ab_bucket)
+    assert arm.clicks >= 1 and arm.exposures >= 2

@@ -19,7 +19,7 @@ from vitrine.data.eventlog import EventLog
 from vitrine.data.schemas import EVENTS
 from vitrine.online.redis_local import ManagedRedis
 from vitrine.stream.base import LOG_GROUP, REALTIME_GROUP
-from vitrine.stream.log_writer import EventLogWriter
+from vitrine.stream.log_writer import event_log_writer
 from vitrine.stream.redis_streams import RedisEventStream
 
 pytestmark = pytest.mark.integration
@@ -71,14 +71,14 @@ def test_the_log_writer_writes_each_event_once_across_crashes(stream, tmp_path):
     for n in range(4):
         stream.append(batch([f"e{n}-{i}" for i in range(50)], start=datetime(2024, 5, 3, 23, 59, 30, tzinfo=UTC)))
     # a writer crashes after reading the entries, before committing: they stay pending
-    crashed = EventLogWriter(stream, root, max_events=10_000, max_delay_s=3600, owner="a")
+    crashed = event_log_writer(stream, root, max_events=10_000, max_delay_s=3600, owner="a")
     crashed.recover()
     crashed.step(block_ms=10)
     assert stream.lag(LOG_GROUP)[1] == 4 and EventLog(root).count() == 0
     # the next one (after the lease expires) commits them; it crashes after writing the files
     # (two dates: the batch crosses midnight), before acknowledging
     stream.client.delete(f"{stream.key}:lease:event-log-writer")
-    second = EventLogWriter(stream, root, owner="b")
+    second = event_log_writer(stream, root, owner="b")
     real_ack = stream.ack
     stream.ack = lambda *a: (_ for _ in ()).throw(ConnectionError("killed"))
     with pytest.raises(ConnectionError):
@@ -86,7 +86,7 @@ def test_the_log_writer_writes_each_event_once_across_crashes(stream, tmp_path):
     stream.ack = real_ack
     assert EventLog(root).count() == 200 and stream.lag(LOG_GROUP)[1] == 4
     stream.client.delete(f"{stream.key}:lease:event-log-writer")
-    third = EventLogWriter(stream, root, max_delay_s=0.01, owner="c")
+    third = event_log_writer(stream, root, max_delay_s=0.01, owner="c")
     assert third.step() == 200  # the same entries, the same file names: overwritten, not doubled
     stream.append(batch(["late"]))
     while stream.lag(LOG_GROUP) != (0, 0):
@@ -95,7 +95,7 @@ def test_the_log_writer_writes_each_event_once_across_crashes(stream, tmp_path):
     assert len(ids) == 201 == len(set(ids))
     assert EventLog(root).dates() == ["2024-05-03", "2024-05-04"]
     # a second writer waits while the first holds the lease
-    assert not EventLogWriter(stream, root, owner="d").active()
+    assert not event_log_writer(stream, root, owner="d").active()
 
 
 @pytest.fixture(scope="module")

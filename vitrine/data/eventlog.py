@@ -24,6 +24,10 @@ from vitrine.data.schemas import EVENTS
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _HASH_KEYS = ("vitrine-events-1", "vitrine-events-2")  # 16 bytes each, fixed forever
 _NULL_SENTINEL = np.uint64(0x9E3779B97F4A7C15)
+# the columns a derived event id hashes: fixed forever (a column added to the contract later,
+# like `request_id`, is not part of an event's identity, so ids of logs already ingested hold)
+IDENTITY_COLUMNS = ("event_time", "user_id", "item_id", "event_type", "session_id", "device", "region", "scene",
+                    "position", "price", "quantity", "merchant_id")
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -56,7 +60,7 @@ def _column_lanes(arr: pa.Array, key: str) -> np.ndarray:
 
 
 def derive_event_ids(table: pa.Table) -> pa.Array:
-    """A 128-bit content hash (32 hex chars) over every contract column except `event_id`.
+    """A 128-bit content hash (32 hex chars) over the event's identity (`IDENTITY_COLUMNS`).
 
     The same event read from CSV or Parquet hashes the same, because it is hashed after
     validation has given it the contract's types.
@@ -65,9 +69,7 @@ def derive_event_ids(table: pa.Table) -> pa.Array:
     lanes = []
     for key in _HASH_KEYS:
         h = np.full(n, np.uint64(len(key)), dtype=np.uint64)
-        for name in EVENTS.names:
-            if name == "event_id":
-                continue
+        for name in IDENTITY_COLUMNS:
             h = _mix(h * np.uint64(31) ^ _column_lanes(table.column(name), key))
         lanes.append(h)
     raw = np.stack(lanes, axis=1).astype(">u8").view(np.uint8).reshape(n, 16)

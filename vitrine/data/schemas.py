@@ -118,6 +118,9 @@ EVENTS = TableSchema(
                max_value=1e9),
         Column("quantity", Kind.INT, False, "Units bought (purchases).", min_value=1, max_value=100_000),
         Column("merchant_id", Kind.STRING, False, "Seller of the item, when the log has it."),
+        Column("request_id", Kind.STRING, False,
+               "The `Recommend` answer the item was shown in (its `request_id`): joins the event to the "
+               "exposure log (`vitrine report ab`). Not part of the derived event id."),
     ),
     extra_notes=(
         "Logs without impressions are accepted: later stages sample negatives instead.",

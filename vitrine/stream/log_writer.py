@@ -1,4 +1,5 @@
-"""The event-log writer: the stream's `event-log` group, group-committed to the dated log.
+"""The log writers: a stream's group committed to a dated Parquet log — the event log (the
+event stream's `event-log` group) and the exposure log (`serving.exposures`).
 
 It collects entries until `max_events` events or `max_delay_s` after the first, then writes
 one Parquet file per date the batch touches — named after the batch's first and last entry
@@ -9,8 +10,8 @@ acknowledged, so it rewrites the same files under the same names, and each ackno
 event is in the log exactly once. Duplicates were dropped at append (by event id, within the
 stream's window), so nothing here holds the day's ids: memory is one batch.
 
-One writer runs at a time (a lease in the stream, renewed each step): a second process's
-writer waits, and takes over once the first stops renewing.
+One writer per log runs at a time (a lease in the stream, renewed each step): a second
+process's writer waits, and takes over once the first stops renewing.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vitrine.data.eventlog import EventLog, event_dates, write_parquet_atomic
+from vitrine.data.eventlog import write_parquet_atomic
 from vitrine.data.schemas import EVENTS
 from vitrine.stream.base import LOG_GROUP, Entry, EventStream
 
@@ -33,10 +35,14 @@ CONSUMER = "writer"
 LEASE_MS = 15_000
 
 
-class EventLogWriter:
-    def __init__(self, stream: EventStream, log_root, *, max_events: int = 50_000, max_delay_s: float = 5.0,
-                 owner: str | None = None) -> None:
-        self.stream, self.log = stream, EventLog(log_root)
+class StreamLogWriter:
+    """`group` of `stream` into `<root>/date=YYYY-MM-DD/` by the UTC day of `time_column`,
+    rows cast to `schema`."""
+
+    def __init__(self, stream: EventStream, root, *, group: str, schema: pa.Schema, time_column: str,
+                 max_events: int = 50_000, max_delay_s: float = 5.0, owner: str | None = None) -> None:
+        self.stream, self.root, self.group = stream, Path(root), group
+        self.schema, self.time_column = schema, time_column
         self.max_events, self.max_delay_s = max_events, max_delay_s
         self.owner = owner or f"{socket.gethostname()}-{os.getpid()}"
         self._batch: list[Entry] = []
@@ -47,11 +53,11 @@ class EventLogWriter:
 
     def active(self) -> bool:
         """Whether this writer holds the lease (taking or renewing it)."""
-        return self.stream.lease("event-log-writer", self.owner, LEASE_MS)
+        return self.stream.lease(f"{self.group}-writer", self.owner, LEASE_MS)
 
     def recover(self) -> int:
         """Commit the batch a previous writer left pending (same entries, same files)."""
-        pending = self.stream.read(LOG_GROUP, CONSUMER, count=1000, pending=True)
+        pending = self.stream.read(self.group, CONSUMER, count=1000, pending=True)
         self._recovered = True
         return self._commit(pending) if pending else 0
 
@@ -66,7 +72,7 @@ class EventLogWriter:
             return self.recover()
         room = max(1, self.max_events - self._events)
         wait = block_ms if not self._batch else max(1, int(min(block_ms, self._left_s() * 1000)))
-        for entry in self.stream.read(LOG_GROUP, CONSUMER, count=min(room, 1000), block_ms=wait):
+        for entry in self.stream.read(self.group, CONSUMER, count=min(room, 1000), block_ms=wait):
             if not self._batch:
                 self._since = time.monotonic()
             self._batch.append(entry)
@@ -84,16 +90,30 @@ class EventLogWriter:
         return self._commit(batch) if batch else 0
 
     def _commit(self, entries: list[Entry]) -> int:
-        schema = EVENTS.arrow_schema()
-        table = pa.concat_tables([e.events.select(schema.names).cast(schema) for e in entries])
+        schema = self.schema
+        table = pa.concat_tables([_conform(e.events, schema) for e in entries])
         name = f"part-stream-{entries[0].entry_id}-{entries[-1].entry_id}.parquet"
         if table.num_rows:
-            dates = event_dates(table)
+            dates = pc.strftime(table.column(self.time_column), format="%Y-%m-%d")
             for date in pc.unique(dates).to_pylist():
-                write_parquet_atomic(table.filter(pc.equal(dates, date)), self.log.partition(date) / name)
-        self.stream.ack(LOG_GROUP, [e.entry_id for e in entries])
+                write_parquet_atomic(table.filter(pc.equal(dates, date)), self.root / f"date={date}" / name)
+        self.stream.ack(self.group, [e.entry_id for e in entries])
         self.stream.trim()
         self.committed += table.num_rows
-        log.info("events committed to the log", extra={"events": table.num_rows, "entries": len(entries),
-                                                        "first": entries[0].entry_id, "last": entries[-1].entry_id})
+        log.info("committed to the log", extra={"log": self.root.name, "events": table.num_rows,
+                                                 "entries": len(entries), "first": entries[0].entry_id,
+                                                 "last": entries[-1].entry_id})
         return table.num_rows
+
+
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with `schema`'s columns in order (nulls for columns an older writer did not have)."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def event_log_writer(stream: EventStream, log_root, **kwargs) -> StreamLogWriter:
+    """The event log's writer: the event stream's `event-log` group into `<home>/events`."""
+    return StreamLogWriter(stream, log_root, group=LOG_GROUP, schema=EVENTS.arrow_schema(), time_column="event_time",
+                           **kwargs)

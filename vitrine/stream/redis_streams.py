@@ -57,8 +57,10 @@ def _text(value) -> str:
 
 class RedisEventStream(EventStream):
     def __init__(self, client, key: str = STREAM_KEY, dedup_window_s: int = DEDUP_WINDOW_S,
-                 groups: Sequence[str] = GROUPS) -> None:
+                 groups: Sequence[str] = GROUPS, id_column: str | None = "event_id") -> None:
+        """`id_column`: the column whose values are de-duplicated (None: append every batch as is)."""
         self.client, self.key, self.dedup_window_s = client, key, int(dedup_window_s)
+        self.id_column = id_column
         self._append = client.register_script(_APPEND)
         self._lease = client.register_script(_LEASE)
         self._groups: set[str] = set()
@@ -93,9 +95,12 @@ class RedisEventStream(EventStream):
         self._groups.add(group)
 
     def append(self, events: pa.Table) -> Appended:
-        ids = events.column("event_id").to_pylist()
-        if not ids:
+        if not events.num_rows:
             return Appended(None, 0, 0)
+        if self.id_column is None:
+            entry_id = self._call(self.client.xadd, self.key, {"events": encode_events(events), "skip": ""})
+            return Appended(_text(entry_id), events.num_rows, 0)
+        ids = events.column(self.id_column).to_pylist()
         entry_id, skipped = self._call(self._append, keys=[self.key],
                                        args=[self.dedup_window_s, encode_events(events), *ids])
         entry_id = _text(entry_id)

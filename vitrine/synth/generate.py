@@ -279,4 +279,5 @@ def _events_table(cols: dict[str, np.ndarray], users, items: Items, merchant_ids
         "price": pa.array(cols["price"]),
         "quantity": pa.array(cols["quantity"], mask=~is_purchase),
         "merchant_id": merchant_ids.take(pa.array(items.merchant[cols["item"]])),
-    }, schema=EVENTS.arrow_schema()).drop_columns(["event_id"])
+        "request_id": pa.nulls(len(is_purchase), pa.string()),  # a log of our own answers only has them
+    }, schema=EVENTS.arrow_schema()).drop_columns(["event_id", "request_id"])
