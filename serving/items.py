@@ -108,13 +108,6 @@ class ItemCache:
     def size(self) -> int:
         return len(self.ids)
 
-    def numeric(self, name: str, default: float) -> np.ndarray:
-        col = self.columns.get(name)
-        if col is None:
-            return np.full(self.size, default)
-        x = pd.to_numeric(pd.Series(col), errors="coerce").to_numpy(dtype=float)
-        return np.where(np.isnan(x), default, x)
-
     def rows(self, item_ids: list[str]) -> np.ndarray:
         """Cache rows of `item_ids` (-1 for items the cache does not know)."""
         get = self.row_of.get

@@ -49,7 +49,7 @@ def _utc_us(value: Any) -> int:
     """A stored time (datetime, naive = UTC, or a pandas Timestamp) → epoch microseconds."""
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1_000_000) if not hasattr(value, "value") else int(value.value // 1000)
+    return round(value.timestamp() * 1_000_000)
 
 
 def realtime_row(user_id: str, current: UserFeatures, events: Sequence[tuple[int, str, str]], now_us: int,
@@ -85,16 +85,6 @@ def realtime_row(user_id: str, current: UserFeatures, events: Sequence[tuple[int
     previous = current.timestamps.get(RT_VIEW, 0)
     row["event_timestamp"] = datetime.fromtimestamp(max(now_us, previous + 1) / 1_000_000, UTC)
     return row
-
-
-def updated_realtime(user_id: str, current: UserFeatures, events: pd.DataFrame, now_us: int,
-                     recent_max: int, bought_max: int) -> dict[str, Any]:
-    """`realtime_row` from a frame of events (`event_time`, `item_id`, `event_type`)."""
-    events = events.sort_values("event_time", kind="stable")
-    times = (pd.to_datetime(events["event_time"], utc=True).astype("int64") // 1000).tolist()
-    return realtime_row(user_id, current, list(zip(times, events["item_id"].tolist(),
-                                                   events["event_type"].tolist(), strict=True)),
-                        now_us, recent_max, bought_max)
 
 
 class RealtimeUpdater:
@@ -214,18 +204,6 @@ def realtime_writer(store, project: str) -> Callable[[Any, pd.DataFrame], None]:
                 pipe.hset(rkey, mapping=dict(fields))
 
     return write
-
-
-def direct_pusher(store, client, project: str) -> Callable[[pd.DataFrame], None]:
-    """`realtime_writer` in one Redis pipeline of its own: push rows outside a transaction."""
-    write = realtime_writer(store, project)
-
-    def push(df: pd.DataFrame) -> None:
-        with client.pipeline(transaction=False) as pipe:
-            write(pipe, df)
-            pipe.execute()
-
-    return push
 
 
 def feast_pusher(store) -> Callable[[pd.DataFrame], None]:

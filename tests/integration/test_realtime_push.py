@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from serving.realtime import direct_pusher, feast_pusher
+from serving.realtime import feast_pusher, realtime_writer
 from tests.integration.serving_fixtures import served_copy
 from vitrine.featurestore.repo import feature_store, project_name
 
@@ -34,7 +34,9 @@ def test_direct_push_bytes_equal_feasts_push(served):
                              "rt_recent_items": [["i2", "i1"]], "rt_bought_items": [[]]})
 
     feast_pusher(store)(row("via-feast"))
-    direct_pusher(store, client, project_name())(row("via-direct"))
+    with client.pipeline(transaction=False) as pipe:
+        realtime_writer(store, project_name())(pipe, row("via-direct"))
+        pipe.execute()
     key = {u: encode.entity_keys({"user_id": [u]}, project_name())[0] for u in ("via-feast", "via-direct")}
     by_feast, direct = client.hgetall(key["via-feast"]), client.hgetall(key["via-direct"])
     assert by_feast and direct == by_feast

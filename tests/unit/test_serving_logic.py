@@ -13,7 +13,7 @@ from serving.config import ServingConfig, Strategy
 from serving.features import UserFeatures
 from serving.items import ItemCache
 from serving.pipeline import bucket_of, diversify, fuse, strategy_for
-from serving.realtime import updated_realtime
+from serving.realtime import realtime_row
 from serving.validation import InvalidRequest, event_batch, failure_of, recommend_request
 
 CONFIG = ServingConfig()
@@ -67,8 +67,8 @@ def test_event_batch_shape():
 
 
 def _events(rows):
-    return pd.DataFrame(rows, columns=["event_time", "item_id", "event_type"]).assign(
-        event_time=lambda d: pd.to_datetime(d["event_time"], utc=True))
+    """(epoch µs, item, type) from (ISO time, item, type), oldest first."""
+    return [(pd.Timestamp(t).value // 1000, item, kind) for t, item, kind in rows]
 
 
 def test_realtime_row_counts_recent_and_bought():
@@ -79,7 +79,7 @@ def test_realtime_row_counts_recent_and_bought():
                            "user_behaviour": 1_714_608_000_000_000})  # snapshot 2024-05-02T00:00Z
     events = _events([("2024-05-02T11:00Z", "b", "click"), ("2024-05-02T11:01Z", "c", "impression"),
                       ("2024-05-02T11:02Z", "c", "purchase")])
-    row = updated_realtime("u", stored, events, now_us=1_714_648_000_000_000, recent_max=3, bought_max=5)
+    row = realtime_row("u", stored, events, now_us=1_714_648_000_000_000, recent_max=3, bought_max=5)
     assert row["rt_clicks"] == 3 and row["rt_impressions"] == 1 and row["rt_purchases"] == 1
     assert row["rt_recent_items"] == ["c", "b", "a"]  # newest first, impressions are not engagement
     assert row["rt_bought_items"] == ["c", "z"]
@@ -92,7 +92,7 @@ def test_realtime_counters_restart_after_a_newer_snapshot_and_timestamps_increas
                            "user_realtime__rt_last_event_at": pd.Timestamp("2024-05-01T23:00Z").to_pydatetime(),
                            "user_realtime__rt_recent_items": ["a"], "user_realtime__rt_bought_items": ["z"]},
                           {"user_realtime": 2_000_000_000_000_000, "user_behaviour": 1_714_608_000_000_000})
-    row = updated_realtime("u", stored, _events([("2024-05-02T01:00Z", "b", "click")]), now_us=5,
+    row = realtime_row("u", stored, _events([("2024-05-02T01:00Z", "b", "click")]), now_us=5,
                            recent_max=3, bought_max=5)
     assert row["rt_clicks"] == 1 and row["rt_recent_items"] == ["b"]  # the snapshot covers the rest
     assert row["rt_bought_items"] == ["z"]  # bought items are kept: never recommend them again

@@ -120,9 +120,6 @@ class RedisEventStream(EventStream):
             out.append(Entry(_text(entry_id), table))
         return out
 
-    def _raw_ids(self, raw) -> list[str]:
-        return [_text(entry_id) for entry_id, _ in raw]
-
     def read(self, group: str, consumer: str, count: int, block_ms: int | None = None,
              pending: bool = False) -> list[Entry]:
         self.ensure_group(group)
@@ -134,11 +131,11 @@ class RedisEventStream(EventStream):
                 raw = got[0][1] if got else []
                 if not raw:
                     return out
-                gone = [i for i, fields in zip(self._raw_ids(raw), (f for _, f in raw), strict=True) if not fields]
+                gone = [_text(i) for i, fields in raw if not fields]
                 if gone:
                     self.ack(group, gone)
                 out += self._entries(raw)
-                start = self._raw_ids(raw)[-1]
+                start = _text(raw[-1][0])
         got = self._call(self.client.xreadgroup, group, consumer, {self.key: ">"}, count=count, block=block_ms)
         return self._entries(got[0][1]) if got else []
 
