@@ -81,21 +81,23 @@ def _redis_args(p: argparse.ArgumentParser) -> None:
 @command("redis", "start, stop or show the home's online-store Redis", _redis_args)
 def _redis(args: argparse.Namespace, home: Home) -> int:
     from vitrine.config import redis_url_from_env
-    from vitrine.online.redis_local import ManagedRedis, ping, redis_url
+    from vitrine.online.redis_local import ManagedRedis, ping, redacted, redis_url
 
     external = redis_url_from_env()
     managed = ManagedRedis(home.redis_dir)
-    if args.action in ("start", "url"):
+    if args.action == "url":  # for scripts (`redis-cli -u "$(vitrine redis url)"`): the password included
         print(redis_url(home))
+    elif args.action == "start":
+        print(redacted(redis_url(home)))
     elif args.action == "stop":
         if external:
-            print(f"VITRINE_REDIS_URL is set ({external}); Vitrine does not manage that server")
+            print(f"VITRINE_REDIS_URL is set ({redacted(external)}); Vitrine does not manage that server")
         else:
             print("stopped" if managed.stop() else "not running")
     else:
         url = external or managed.url
         up = url is not None and ping(url)
-        print(f"{'external' if external else 'managed'} {url or '-'}: {'up' if up else 'down'}")
+        print(f"{'external' if external else 'managed'} {redacted(url) if url else '-'}: {'up' if up else 'down'}")
         return 0 if up else 1
     return 0
 

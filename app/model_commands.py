@@ -81,13 +81,16 @@ def _evaluate(args: argparse.Namespace, home: Home) -> int:
 def _serving_config(args: argparse.Namespace):
     from serving.config import ServingConfig
 
-    overrides = {"port": getattr(args, "port", None), "http_port": getattr(args, "http_port", None),
+    overrides = {"host": getattr(args, "host", None), "port": getattr(args, "port", None),
+                 "http_port": getattr(args, "http_port", None),
                  "consumers": False if getattr(args, "no_consumers", False) else None}
     return (ServingConfig.from_json(args.config, **overrides) if args.config
             else ServingConfig(**{k: v for k, v in overrides.items() if v is not None}))
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=None,
+                   help="address to bind (default 127.0.0.1; beyond loopback needs a write token: docs/security.md)")
     p.add_argument("--port", type=int, default=None, help="gRPC port (default 50051; 0 = any free port)")
     p.add_argument("--http-port", type=int, default=None,
                    help="HTTP gateway port: POST /collect, GET /recommend, /metrics (default 8080)")
@@ -112,7 +115,7 @@ def _serve(args: argparse.Namespace, home: Home) -> int:
         from serving.processes import serve_processes
 
         return serve_processes(home.root, args.processes, args.port, args.http_port, args.config,
-                               consumers=not args.no_consumers)
+                               consumers=not args.no_consumers, host=args.host)
     configure_logging()
     running = start_server(Core(home, _serving_config(args)), http_port=None if args.no_http else -1)
     gateway = f", HTTP on {running.gateway.port}" if running.gateway else ""

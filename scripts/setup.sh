@@ -19,19 +19,22 @@ if [ -z "$java_major" ] || [ "$java_major" -lt 17 ]; then
   die "Java 17 or newer is required for Spark; found version '${java_major:-unknown}'. Install openjdk-17-jre-headless or set JAVA_HOME."
 fi
 
-# --- redis-server (the embedded online store) ------------------------------------------------
-if ! command -v redis-server >/dev/null 2>&1; then
+# --- redis-server (the embedded online store) and openssl (the TLS tests' certificates) -------
+packages=""
+command -v redis-server >/dev/null 2>&1 || packages="redis-server"
+command -v openssl >/dev/null 2>&1 || packages="$packages openssl"
+if [ -n "$packages" ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
-    say "installing redis-server (Debian package)"
+    say "installing$packages (Debian packages)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    apt-get install -y -qq --no-install-recommends $packages >/dev/null
   elif command -v apt-get >/dev/null 2>&1 && command -v sudo >/dev/null 2>&1; then
-    say "installing redis-server (Debian package, via sudo)"
+    say "installing$packages (Debian packages, via sudo)"
     sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >/dev/null
   else
-    die "redis-server is missing and cannot be installed automatically here. Install it (e.g. apt-get install redis-server) or set VITRINE_REDIS_URL to an existing Redis."
+    die "$packages missing and cannot be installed automatically here. Install them (e.g. apt-get install redis-server openssl), or for Redis set VITRINE_REDIS_URL to an existing one."
   fi
 fi
 command -v redis-server >/dev/null 2>&1 || die "redis-server is still not on PATH after installing it"

@@ -46,6 +46,41 @@ class Diversity:
 
 
 @dataclass(frozen=True)
+class Security:
+    """Who may call what, and over what (serving/security.py; docs/security.md).
+
+    Tokens are read from the environment (`VITRINE_WRITE_TOKEN`, `VITRINE_ADMIN_TOKEN`,
+    `VITRINE_READ_TOKEN`) or else from the files named here, and never logged. A scope whose
+    token is not set is open; the server refuses to bind a non-loopback host with writes open
+    unless `insecure_public` says so."""
+
+    write_token_file: str | None = None  # TrackEvents, POST /collect from back ends
+    admin_token_file: str | None = None  # GET /metrics (without one, the write token)
+    read_token_file: str | None = None  # Recommend, GET /recommend (without one: public)
+    # browsers may POST /collect without a token from these origins ("https://shop.example");
+    # such calls are limited per client address. No origin listed: no CORS headers at all.
+    collect_origins: tuple[str, ...] = ()
+    public_rate_per_s: float = 20.0  # calls without a token on a closed server, per client address
+    public_burst: int = 40
+    tls_cert_file: str | None = None  # PEM: gRPC and HTTP both serve TLS when these are set
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None  # PEM: clients must present a certificate it signed (mTLS)
+    insecure_public: bool = False  # allow a non-loopback host with unauthenticated writes
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("security: set both tls_cert_file and tls_key_file, or neither")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("security: tls_client_ca_file (mTLS) needs tls_cert_file and tls_key_file")
+        if self.public_rate_per_s <= 0 or self.public_burst < 1:
+            raise ValueError("security: public_rate_per_s must be > 0 and public_burst >= 1")
+        for origin in self.collect_origins:
+            if origin != "*" and (not origin.startswith(("http://", "https://")) or origin.endswith("/")):
+                raise ValueError(f"security: collect origin {origin!r} must look like https://shop.example "
+                                 "(scheme and host, optional port, no path)")
+
+
+@dataclass(frozen=True)
 class ServingConfig:
     host: str = "127.0.0.1"
     port: int = 50051
@@ -76,6 +111,7 @@ class ServingConfig:
     exposures: bool = True  # log every answer (serving/exposures.py)
     exposure_feature_sample: float = 0.01  # share of answers logged with the user features used
     budgets: Budgets = field(default_factory=Budgets)
+    security: Security = field(default_factory=Security)
     diversity: Diversity = field(default_factory=Diversity)
     strategies: tuple[Strategy, ...] = (
         Strategy("control", 90, coarse=True, fine=True),
@@ -103,13 +139,20 @@ class ServingConfig:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"{path}: unknown serving settings {sorted(unknown)}; known: {sorted(known)}")
-        if "budgets" in raw:
-            raw["budgets"] = Budgets(**raw["budgets"])
-        if "diversity" in raw:
-            raw["diversity"] = Diversity(**raw["diversity"])
+        for name, part in (("budgets", Budgets), ("security", Security), ("diversity", Diversity)):
+            if name in raw:
+                raw[name] = _part(part, raw[name], f"{path}: {name}")
         if "strategies" in raw:
             raw["strategies"] = tuple(Strategy(**s) for s in raw["strategies"])
         return replace(cls(**raw), **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _part(cls, raw: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})

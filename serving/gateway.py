@@ -5,7 +5,14 @@ Every answer is JSON, errors included (a malformed request line, an unsupported 
 `Content-Length`, a body nested too deeply: 4xx with a message, never a 500 or an HTML page).
 Connections are bounded (`MAX_CONNECTIONS`; more get a 503 at once) and a client that sends
 nothing for `READ_TIMEOUT_S` is dropped, so slow clients cannot hold every thread; a client
-that goes away mid-answer is logged at DEBUG, not as a traceback."""
+that goes away mid-answer is logged at DEBUG, not as a traceback.
+
+Access (serving/security.py): `/recommend` needs the read token, `/metrics` the admin token,
+`POST /collect` the write token or an allowlisted browser `Origin` (then rate limited per
+client address), each only where the server has that token set; `/healthz` is open. CORS
+headers name the caller's origin only when it is on the allowlist, never `*` by default. With
+certificate files the gateway speaks HTTPS (the handshake runs in the connection's thread,
+under the same read timeout)."""
 
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 from serving import validation
+from serving.security import Access, bearer, http_context
 from serving.validation import InvalidRequest, failure_of
 
 log = logging.getLogger("serving.gateway")
@@ -29,16 +37,32 @@ READ_TIMEOUT_S = 10.0  # a client silent this long mid-request is dropped
 class _Handler(BaseHTTPRequestHandler):
     server_version = "vitrine-gateway"
     core = None  # set on the subclass made per gateway
+    access: Access = None  # type: ignore[assignment]
     timeout = READ_TIMEOUT_S
 
-    def log_message(self, format: str, *args) -> None:  # route access logs to DEBUG
-        log.debug(format % args)
+    def setup(self) -> None:
+        tls = self.server.tls
+        if tls is not None:  # the handshake here, in this connection's thread, bounded by the timeout
+            self.request.settimeout(self.timeout)
+            self.request = tls.wrap_socket(self.request, server_side=True)
+        super().setup()
 
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (ConnectionError, TimeoutError) as e:  # the client went away or went silent
-            log.debug("connection dropped: %s", e)
+    def _cors(self) -> str | None:
+        headers = getattr(self, "headers", None)  # None before a request line parsed
+        origin = headers.get("Origin") if headers is not None else None
+        return origin if self.access.origin_allowed(origin) else None
+
+    def _authorise(self, scope: str, what: str, public: bool = False) -> None:
+        """The scope's token; without one, an open scope (or a `public` call) is rate limited
+        per client address on a server that has any token set."""
+        token = bearer(self.headers.get("Authorization"))
+        if token is not None:
+            self.access.check(scope, token, what)
+            return
+        if not public:
+            self.access.check(scope, None, what)
+        if self.access.closed:
+            self.access.limit(self.client_address[0], what)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's errors (bad request line, 501, 414) as JSON, not HTML."""
@@ -53,7 +77,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Access-Control-Allow-Origin", "*")
+        origin = self._cors()
+        if origin is not None:
+            self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
+        if status == HTTPStatus.UNAUTHORIZED:
+            self.send_header("WWW-Authenticate", "Bearer")
+        elif status == HTTPStatus.TOO_MANY_REQUESTS:
+            self.send_header("Retry-After", "1")
         self.end_headers()
         self.wfile.write(body)
 
@@ -75,11 +106,19 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.core.metrics.request_seconds.labels(method).observe(time.perf_counter() - t0)
 
-    def do_OPTIONS(self) -> None:  # CORS preflight from the tracker
+    def do_OPTIONS(self) -> None:  # CORS preflight from the tracker's pages
+        origin = self._cors()
+        if origin is None:
+            self._json(HTTPStatus.FORBIDDEN, {"error": "this origin may not call the gateway from a browser; "
+                                                       "list it in security.collect_origins"})
+            return
         self.send_response(HTTPStatus.NO_CONTENT)
-        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Access-Control-Allow-Origin", origin)
+        self.send_header("Vary", "Origin")
         self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-        self.send_header("Access-Control-Allow-Headers", "Content-Type")
+        self.send_header("Access-Control-Allow-Headers", "Content-Type, Authorization")
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
         self.end_headers()
 
     def do_GET(self) -> None:
@@ -87,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/recommend":
             self._guard("http_recommend", lambda: self._recommend(parse_qs(url.query)))
         elif url.path == "/metrics":
-            self._send(HTTPStatus.OK, self.core.metrics.exposition(), "text/plain; version=0.0.4")
+            self._guard("http_metrics", self._metrics)
         elif url.path == "/healthz":
             self._json(HTTPStatus.OK, {"status": "serving", "models": self.core.models.current.version_string()})
         else:
@@ -99,7 +138,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._guard("http_collect", self._collect)
 
+    def _metrics(self) -> None:
+        self._authorise("admin", "GET /metrics")
+        self._send(HTTPStatus.OK, self.core.metrics.exposition(), "text/plain; version=0.0.4")
+
     def _recommend(self, query: dict[str, list[str]]) -> None:
+        self._authorise("read", "GET /recommend")
         def one(name: str, default: str = "") -> str:
             return query.get(name, [default])[-1]
 
@@ -115,6 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, self.core.recommend(req).to_dict())
 
     def _collect(self) -> None:
+        self._authorise("write", "POST /collect (from a browser: an allowed Origin)",
+                        public=self.access.origin_allowed(self.headers.get("Origin")))
         raw = (self.headers.get("Content-Length") or "0").strip()
         if not raw.isdigit():
             raise InvalidRequest(f"Content-Length must be a whole number of bytes, got {raw[:40]!r}")
@@ -142,8 +188,9 @@ class _BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the listen backlog (socketserver's default is 5)
 
-    def __init__(self, *args, **kw) -> None:
+    def __init__(self, *args, tls=None, **kw) -> None:
         super().__init__(*args, **kw)
+        self.tls = tls
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
 
     def process_request(self, request, client_address) -> None:
@@ -170,9 +217,10 @@ class _BoundedServer(ThreadingHTTPServer):
 
 
 class Gateway:
-    def __init__(self, core, host: str, port: int) -> None:
-        handler = type("Handler", (_Handler,), {"core": core})
-        self.httpd = _BoundedServer((host, port), handler)
+    def __init__(self, core, host: str, port: int, access: Access | None = None) -> None:
+        access = access or Access.from_settings(core.config.security)
+        handler = type("Handler", (_Handler,), {"core": core, "access": access})
+        self.httpd = _BoundedServer((host, port), handler, tls=http_context(core.config.security))
         self.port = self.httpd.server_address[1]
         self._thread: threading.Thread | None = None
 

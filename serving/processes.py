@@ -22,7 +22,7 @@ from vitrine.online.redis_local import free_port
 
 
 def serve_processes(home_root: Path, processes: int, port: int | None, http_port: int | None,
-                    config: Path | None, consumers: bool = True) -> int:
+                    config: Path | None, consumers: bool = True, host: str | None = None) -> int:
     if port in (None, 0):
         port = free_port() if port == 0 else 50051
     children = []
@@ -35,6 +35,8 @@ def serve_processes(home_root: Path, processes: int, port: int | None, http_port
             cmd += ["--http-port", str(http_port)]
         if config is not None:
             cmd += ["--config", str(config)]
+        if host is not None:
+            cmd += ["--host", host]
         if not consumers:
             cmd += ["--no-consumers"]
         children.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))

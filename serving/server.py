@@ -22,6 +22,7 @@ from serving.api import Recommendation, TrackResult
 from serving.core import Core
 from serving.gateway import Gateway
 from serving.proto import SERVICE_NAME, pb, pb_grpc
+from serving.security import Access, bearer_of_metadata, check_exposure, grpc_credentials
 from serving.validation import failure_of
 
 log = logging.getLogger("serving.server")
@@ -64,8 +65,9 @@ MAX_SEND_BYTES = 4 << 20
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, access: Access | None = None) -> None:
         self.core = core
+        self.access = access or Access.from_settings(core.config.security)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's methods with tolerant request parsing (see `Undecodable`)."""
@@ -77,9 +79,11 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             "Recommend": unary(self.Recommend, pb.RecommendRequest, pb.RecommendResponse),
             "TrackEvents": unary(self.TrackEvents, pb.TrackEventsRequest, pb.TrackEventsResponse)})
 
-    def _call(self, method: str, context: grpc.ServicerContext, fn, request=None):
+    def _call(self, method: str, scope: str, context: grpc.ServicerContext, fn, request=None):
         t0 = time.perf_counter()
         try:
+            if self.access.requires(scope):
+                self.access.check(scope, bearer_of_metadata(context.invocation_metadata()), method)
             if isinstance(request, Undecodable):
                 raise validation.InvalidRequest(request.reason)
             return fn()
@@ -101,14 +105,14 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 request_id=request.request_id)
             return recommendation_pb(self.core.recommend(req, context.time_remaining()))
 
-        return self._call("Recommend", context, run, request)
+        return self._call("Recommend", "read", context, run, request)
 
     def TrackEvents(self, request: pb.TrackEventsRequest, context: grpc.ServicerContext) -> pb.TrackEventsResponse:
         def run() -> pb.TrackEventsResponse:
             events = [MessageToDict(e, preserving_proto_field_name=True) for e in request.events]
             return track_pb(self.core.track(events))
 
-        return self._call("TrackEvents", context, run, request)
+        return self._call("TrackEvents", "write", context, run, request)
 
 
 @dataclass
@@ -118,10 +122,15 @@ class RunningServer:
     health: health.HealthServicer
     port: int
     gateway: Gateway | None = None
+    access: Access | None = None
 
     @property
     def address(self) -> str:
         return f"{self.core.config.host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.core.config.security.tls_cert_file)
 
     def stop(self, grace: float | None = None) -> None:
         """Graceful: health goes NOT_SERVING, new calls are refused, in-flight ones finish."""
@@ -135,19 +144,25 @@ class RunningServer:
 
 def start_server(core: Core, port: int | None = None, http_port: int | None = -1) -> RunningServer:
     """Start gRPC (port 0 = any free port) and, unless `http_port` is None, the gateway
-    (-1 = the configured port, 0 = any free port)."""
+    (-1 = the configured port, 0 = any free port). Tokens, TLS and the exposure check come
+    from `config.security` (serving/security.py)."""
     config = core.config
+    access = Access.from_settings(config.security)
+    check_exposure(config, access)
+    credentials = grpc_credentials(config.security)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.grpc_workers,
                                                     thread_name_prefix="vitrine-grpc"),
                          maximum_concurrent_rpcs=config.max_concurrent_rpcs,
                          options=[("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
                                   ("grpc.max_send_message_length", MAX_SEND_BYTES)])
-    server.add_generic_rpc_handlers((RecommenderServicer(core).handler(),))
+    server.add_generic_rpc_handlers((RecommenderServicer(core, access).handler(),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{config.host}:{config.port if port is None else port}")
+    address = f"{config.host}:{config.port if port is None else port}"
+    bound = (server.add_secure_port(address, credentials) if credentials is not None
+             else server.add_insecure_port(address))
     if bound == 0:
         raise OSError(f"cannot bind the gRPC port {config.host}:{port}")
     server.start()
@@ -156,14 +171,15 @@ def start_server(core: Core, port: int | None = None, http_port: int | None = -1
     gateway = None
     wanted = config.http_port if http_port == -1 else http_port
     if wanted is not None:
-        gateway = Gateway(core, config.host, wanted)
+        gateway = Gateway(core, config.host, wanted, access)
         gateway.start()
     core.start_refresher()
     core.start_consumers()
     log.info("server started", extra={"grpc_port": bound, "http_port": gateway.port if gateway else None,
                                       "models": core.models.current.version_string(),
-                                      "items": core.items.size})
-    return RunningServer(core, server, health_servicer, bound, gateway)
+                                      "items": core.items.size, "tls": credentials is not None,
+                                      "tokens": sorted(s for s, t in access.tokens.items() if t)})
+    return RunningServer(core, server, health_servicer, bound, gateway, access)
 
 
 def serve_forever(running: RunningServer) -> None:

@@ -1,7 +1,8 @@
 """Request checks shared by gRPC and HTTP. A bad request raises `InvalidRequest` whose
 message says what to fix; `failure_of` is the one map from an exception to what both
 transports answer (INVALID_ARGUMENT / HTTP 400; UNAVAILABLE / HTTP 503 when the online store
-is down; else INTERNAL / HTTP 500 with the details only in the server's log).
+is down; UNAUTHENTICATED / HTTP 401 without a valid token; RESOURCE_EXHAUSTED / HTTP 429 past
+the public rate limit; else INTERNAL / HTTP 500 with the details only in the server's log).
 
 Events are checked row by row against the event contract (`vitrine.data.validate`) in
 `serving.events`; here only the shape of the batch is checked.
@@ -31,6 +32,14 @@ class Unavailable(VitrineError):
     """A dependency (the online store) is down; the caller may retry: UNAVAILABLE / HTTP 503."""
 
 
+class Unauthenticated(VitrineError):
+    """No valid token for the operation (serving/security.py): UNAUTHENTICATED / HTTP 401."""
+
+
+class RateLimited(VitrineError):
+    """A public caller past its rate: RESOURCE_EXHAUSTED / HTTP 429 (retry after a second)."""
+
+
 @dataclass(frozen=True)
 class Failure:
     code: str  # the gRPC status name (also the `vitrine_errors_total` label)
@@ -44,6 +53,10 @@ def failure_of(error: BaseException) -> Failure:
         return Failure("INVALID_ARGUMENT", HTTPStatus.BAD_REQUEST, str(error), internal=False)
     if isinstance(error, Unavailable):
         return Failure("UNAVAILABLE", HTTPStatus.SERVICE_UNAVAILABLE, str(error), internal=False)
+    if isinstance(error, Unauthenticated):
+        return Failure("UNAUTHENTICATED", HTTPStatus.UNAUTHORIZED, str(error), internal=False)
+    if isinstance(error, RateLimited):
+        return Failure("RESOURCE_EXHAUSTED", HTTPStatus.TOO_MANY_REQUESTS, str(error), internal=False)
     return Failure("INTERNAL", HTTPStatus.INTERNAL_SERVER_ERROR, "internal error (logged on the server)",
                    internal=True)
 

@@ -5,16 +5,27 @@ from __future__ import annotations
 import pytest
 import redis
 
+from app.cli import main
 from vitrine.config import Home
 from vitrine.online.redis_local import ManagedRedis, ping, redis_url
 
 pytestmark = pytest.mark.integration
 
 
-def test_managed_redis_starts_per_home_persists_and_stops(home: Home, tmp_path):
+def test_managed_redis_starts_per_home_persists_and_stops(home: Home, tmp_path, capsys):
     url = redis_url(home)
-    assert url.startswith("redis://127.0.0.1:") and ping(url)
+    managed = ManagedRedis(home.redis_dir)
+    password = managed.password_file.read_text()
+    assert url == f"redis://:{password}@127.0.0.1:{managed.port_file.read_text()}/0" and ping(url)
+    # closed to other local users: a password only the owner can read, the client without it refused
+    assert managed.password_file.stat().st_mode & 0o777 == 0o600
+    assert (home.redis_dir / "redis.conf").stat().st_mode & 0o777 == 0o600
+    without = url.replace(f":{password}@", "")
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis.from_url(without).get("k")
     assert redis_url(home) == url  # reused while it answers
+    main(["--home", str(home.root), "redis", "status"])
+    assert capsys.readouterr().out.strip() == f"managed {url.replace(password, '***')}: up"  # never printed
     other = Home(tmp_path / "other")
     other_url = redis_url(other)
     try:
@@ -23,7 +34,6 @@ def test_managed_redis_starts_per_home_persists_and_stops(home: Home, tmp_path):
         assert redis.Redis.from_url(other_url).get("k") is None
     finally:
         ManagedRedis(other.redis_dir).stop()
-    managed = ManagedRedis(home.redis_dir)
     assert managed.stop() and not ping(url)
     # data survives a restart (saved on shutdown)
     url = managed.start()

@@ -30,16 +30,25 @@ class FeastError(VitrineError):
 
 
 def feast_connection_string(redis_url: str) -> str:
-    """redis://host:port/db → Feast's `host:port,db=N[,password=...][,ssl=true]`."""
+    """redis://host:port/db → Feast's `host:port,db=N[,username=...][,password=...][,ssl=true]`;
+    the URL's query options (`rediss://...?ssl_ca_certs=/path/ca.pem`) pass through to the client."""
+    from urllib.parse import parse_qsl, unquote
+
     u = urlparse(redis_url)
     if u.scheme not in ("redis", "rediss"):
         raise FeastError(f"online store URL {redis_url!r} must start with redis:// or rediss://")
     db = (u.path or "/0").lstrip("/") or "0"
     parts = [f"{u.hostname or '127.0.0.1'}:{u.port or 6379}", f"db={db}"]
+    if u.username:
+        parts.append(f"username={unquote(u.username)}")
     if u.password:
-        parts.append(f"password={u.password}")
+        parts.append(f"password={unquote(u.password)}")
     if u.scheme == "rediss":
         parts.append("ssl=true")
+    for key, value in parse_qsl(u.query):
+        if "," in value or "," in key:
+            raise FeastError(f"online store URL option {key}={value!r}: Feast's connection string cannot hold commas")
+        parts.append(f"{key}={value}")
     return ",".join(parts)
 
 

@@ -2,11 +2,16 @@
 
 The embedded default starts `redis-server` bound to loopback on a free port, with its
 data, config, pid and log under `<home>/redis/`, and reuses it while it answers. Nothing
-has to be started by hand, and two homes never share a server.
+has to be started by hand, and two homes never share a server. It asks for a password
+(`requirepass`, made at its first start and kept in `<home>/redis/password`, readable by the
+owner only), so other local users cannot read or write the online store; every client takes it
+from the URL (`redis://:<password>@127.0.0.1:<port>/0`), Feast included.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -26,6 +31,24 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def redacted(url: str) -> str:
+    """The URL with its password replaced by `***` (for printing and logs)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner can read (created 0600, never world-readable)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def ping(url: str, timeout: float = 0.5) -> bool:
@@ -63,10 +86,16 @@ class ManagedRedis:
         return self.directory / "redis.pid"
 
     @property
+    def password_file(self) -> Path:
+        return self.directory / "password"
+
+    @property
     def url(self) -> str | None:
         if not self.port_file.exists():
             return None
-        return f"redis://127.0.0.1:{self.port_file.read_text().strip()}/0"
+        # a server started before homes had passwords has no file, and needs none
+        auth = f":{self.password_file.read_text().strip()}@" if self.password_file.exists() else ""
+        return f"redis://{auth}127.0.0.1:{self.port_file.read_text().strip()}/0"
 
     def running(self) -> bool:
         url = self.url
@@ -86,8 +115,11 @@ class ManagedRedis:
         port = port or self._previous_port() or free_port()
         conf = self.directory / "redis.conf"
         aof = (self.directory / "appendonlydir").exists()
-        conf.write_text("\n".join([
+        if not self.password_file.exists():
+            _write_private(self.password_file, "vt" + secrets.token_hex(24))  # never JSON (Feast decodes values)
+        _write_private(conf, "\n".join([
             "bind 127.0.0.1", f"port {port}", "protected-mode yes", "daemonize yes",
+            f"requirepass {self.password_file.read_text().strip()}",
             f"dir {self.directory}", f"pidfile {self.pid_file}", f"logfile {self.directory / 'redis.log'}",
             # the event stream holds acknowledged events until its consumers have them: every
             # write reaches the append-only file before Redis answers (fsynced each second).
