@@ -232,8 +232,18 @@ def side_by_side(home: Path, users: list[str], n: int) -> dict:
     floor = {name: float(np.median(timed(fn, n))) * 1000 for name, fn in parts.items()}
     out["floor_parts_ms"] = floor
     out["floor_ms"] = sum(floor.values())
-    in_process = timed(lambda: core.recommend(recommend_request(core.config, user_id=user, k=10)), n)
-    out["in_process_recommend_p50_ms"] = pct(in_process, 50)
+    # as served (each pipeline on a watchdog worker) and inline in this thread, alternating blocks
+    from serving.watchdog import Watchdog
+
+    served, inline = core.watchdog, Watchdog(0)
+    times: dict[str, list[float]] = {"watchdog": [], "inline": []}
+    for block in range(8):
+        core.watchdog = served if block % 2 == 0 else inline
+        times["watchdog" if block % 2 == 0 else "inline"] += timed(
+            lambda: core.recommend(recommend_request(core.config, user_id=user, k=10)), max(n // 4, 10))
+    core.watchdog = served
+    out["in_process_recommend_p50_ms"] = pct(times["watchdog"], 50)
+    out["in_process_inline_p50_ms"] = pct(times["inline"], 50)
     core.close()
     return out
 

@@ -86,6 +86,9 @@ class ServingConfig:
     port: int = 50051
     http_port: int | None = 8080  # gateway (POST /collect, GET /recommend, /metrics); None = off
     grpc_workers: int = 2  # handler threads per process: 2 did 91 req/s where 8 did 62 (GIL; docs/benchmarks.md)
+    # threads that run the pipelines, so a hung stage is abandoned at the deadline (serving/watchdog.py);
+    # 0 = inline in the handler thread
+    stage_workers: int = 8
     max_concurrent_rpcs: int = 256
     recall_k: int = 500  # candidates from the recall merger
     coarse_k: int = 150  # kept by the FM student for the teacher
@@ -124,6 +127,8 @@ class ServingConfig:
             raise ValueError(f"A/B strategy shares must add up to 100, got {total}")
         if len({s.name for s in self.strategies}) != len(self.strategies):
             raise ValueError("A/B strategy names must be unique")
+        if self.stage_workers < 0:
+            raise ValueError("stage_workers must be >= 0 (0 = run the pipeline in the handler thread)")
         if not 0 < self.coarse_k <= self.recall_k:
             raise ValueError("need 0 < coarse_k <= recall_k")
         if self.event_past_days < 0 or self.event_future_minutes < 0:

@@ -23,6 +23,7 @@ from serving.items import DEFAULT_SERVICES, ItemCache
 from serving.metrics import Metrics
 from serving.models import ModelSet
 from serving.pipeline import Context, recommend
+from serving.watchdog import Watchdog
 from vitrine.config import Home
 
 log = logging.getLogger("serving.core")
@@ -84,6 +85,7 @@ class Core:
                                           config.exposure_feature_sample) if config.exposures else None
         if self.exposures is not None:
             self.exposures.start()
+        self.watchdog = Watchdog(config.stage_workers)  # a hung stage is abandoned at the deadline
         self._registry = home.feast / "registry.db"
         self._registry_stamp = self._stamp(self._registry)
         self._stop = threading.Event()
@@ -94,8 +96,8 @@ class Core:
     def recommend(self, req: RecommendRequest, timeout_s: float | None = None) -> Recommendation:
         ctx = Context(self.config, self.metrics, self.models.current, self.items, self.reader.read)
         if self.exposures is None:
-            return recommend(ctx, req, timeout_s)
-        rec = recommend(ctx, req, timeout_s, with_features=self.exposures.wants_features(req.request_id))
+            return self.watchdog.recommend(ctx, req, timeout_s)
+        rec = self.watchdog.recommend(ctx, req, timeout_s, with_features=self.exposures.wants_features(req.request_id))
         self.exposures.record(req, rec, rec.features)
         return rec
 
@@ -198,6 +200,7 @@ class Core:
             self.consumers.start()
 
     def close(self) -> None:
+        self.watchdog.close()
         if self.exposures is not None:
             self.exposures.stop()
         self.consumers.stop()

@@ -1,11 +1,11 @@
 """The Recommend pipeline: features → recall → coarse (FM student) → fine (MMoE teacher) →
 adjust, each stage timed against its budget inside the request deadline.
 
-Stages run inline in the handler thread (a hand-off to another thread costs more than most
-stages). A stage that raises, ends past its budget or past the deadline, or finds Redis
-down, ends the pipeline: the answer is then hot/new items from the item cache, marked
-degraded with the reason — never an error, never a crash. Redis calls have a short socket
-timeout, so a hung Redis cannot hold a request much past its budget.
+A stage that raises, ends past its budget or past the deadline, or finds Redis down, ends
+the pipeline: the answer is then hot/new items from the item cache, marked degraded with the
+reason — never an error, never a crash. A stage that does not end at all is abandoned at the
+deadline by `serving.watchdog` (the server runs each request's pipeline on one of its workers
+and answers `<stage>_hung` from `Progress`); Redis calls also have a short socket timeout.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from serving.features import UserFeatures
 from serving.items import ItemCache
 from serving.metrics import Metrics
 from serving.models import Loaded
+from serving.scoring import diversify, fuse
 from vitrine.data.schemas import DEVICES
 from vitrine.online.redis_local import redis_unavailable
 
@@ -52,20 +53,6 @@ def _model_inputs(items: ItemCache, model: Any, rows: np.ndarray,
     return items.take(rows, {*model.request_columns, *extra}), table.take(rows)
 
 
-def fuse(recall: np.ndarray, ranker: np.ndarray, weight: float) -> np.ndarray:
-    """A stage's score: the ranker's alone at weight 1 (unchanged), else `weight` of its
-    min-max normalised score plus the rest of the recall score's (`Policy.coarse_weight`)."""
-    if weight >= 1.0:
-        return ranker
-
-    def minmax(x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        span = x.max() - x.min() if len(x) else 0.0
-        return (x - x.min()) / span if span > 0 else np.zeros(len(x))
-
-    return (1.0 - weight) * minmax(recall) + weight * minmax(ranker)
-
-
 def bucket_of(user_id: str) -> int:
     """A stable bucket in [0, 100) from the user id (same user, same bucket, every process)."""
     return int.from_bytes(hashlib.blake2b(user_id.encode(), digest_size=8).digest(), "little") % 100
@@ -86,14 +73,26 @@ class Degrade(Exception):
         self.reason = reason
 
 
+@dataclass
+class Progress:
+    """Where a request's pipeline is, for whoever abandons it (`serving.watchdog`)."""
+
+    deadline: float = 0.0  # perf_counter seconds
+    stage: str = "features"
+    user: UserFeatures | None = None
+    abandoned: bool = False  # then the pipeline's own end counts nothing
+
+
 class _Clock:
     """Runs stages, records their time, turns failures and lateness into `Degrade`."""
 
-    def __init__(self, config: ServingConfig, metrics: Metrics, deadline: float) -> None:
-        self.budgets, self.metrics, self.deadline = config.budgets, metrics, deadline
+    def __init__(self, config: ServingConfig, metrics: Metrics, progress: Progress) -> None:
+        self.budgets, self.metrics, self.deadline = config.budgets, metrics, progress.deadline
+        self.progress = progress
         self.ms: dict[str, float] = {}
 
     def run(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        self.progress.stage = stage
         t0 = time.perf_counter()
         try:
             out = fn(*args)
@@ -115,26 +114,6 @@ class _Clock:
         self.metrics.stage_seconds.labels(stage).observe(seconds)
         self.ms[stage] = seconds * 1000
         return seconds * 1000
-
-
-def diversify(scores: np.ndarray, merchants: np.ndarray, categories: np.ndarray, k: int,
-              merchant_decay: float, category_decay: float) -> tuple[np.ndarray, np.ndarray]:
-    """Greedy re-rank: each earlier pick of the same merchant / category (labels, or integer
-    codes) multiplies a candidate's (positive) score by the decay. Adjusted scores only fall as picks are made,
-    so the picks come out sorted by the score they are reported with."""
-    n = len(scores)
-    m_codes, c_codes = (labels if labels.dtype.kind in "iu" else np.unique(labels.astype(str), return_inverse=True)[1]
-                        for labels in (np.asarray(merchants), np.asarray(categories)))
-    current = scores.astype(np.float64).copy()
-    picked, picked_scores = [], []
-    for _ in range(min(k, n)):
-        i = int(np.argmax(current))
-        picked.append(i)
-        picked_scores.append(current[i])
-        current[i] = -np.inf
-        current[m_codes == m_codes[i]] *= merchant_decay
-        current[c_codes == c_codes[i]] *= category_decay
-    return np.array(picked, dtype=np.int64), np.array(picked_scores)
 
 
 @dataclass
@@ -166,34 +145,61 @@ def fallback_items(ctx: Context, req: RecommendRequest, user: UserFeatures | Non
     return [RankedItem(item, score, routes=[route]) for item, score, route in ctx.items.fallback(req.k, blocked)]
 
 
+def deadline_of(config: ServingConfig, timeout_s: float | None) -> float:
+    """The request's deadline (perf_counter seconds): the total budget, or the caller's
+    remaining time when shorter."""
+    budget = config.budgets.total / 1000
+    return time.perf_counter() + (min(budget, timeout_s) if timeout_s else budget)
+
+
 def recommend(ctx: Context, req: RecommendRequest, timeout_s: float | None = None,
-              with_features: bool = False) -> Recommendation:
+              with_features: bool = False, progress: Progress | None = None) -> Recommendation:
     """The pipeline for one request; always answers (with the user's features read, known
     values only, when `with_features`: the exposure log's sample)."""
-    config = ctx.config
-    strategy = strategy_for(config, req.user_id)
-    budget = config.budgets.total / 1000
-    deadline = time.perf_counter() + (min(budget, timeout_s) if timeout_s else budget)
-    clock = _Clock(config, ctx.metrics, deadline)
-    user: UserFeatures | None = None
+    progress = progress or Progress(deadline_of(ctx.config, timeout_s))
+    clock = _Clock(ctx.config, ctx.metrics, progress)
+    strategy = strategy_for(ctx.config, req.user_id)
+    reason = ""
     try:
-        user = clock.run("features", ctx.read_user, req.user_id)
-        items = _ranked(ctx, clock, strategy, req, user)
-        reason = ""
+        progress.user = clock.run("features", ctx.read_user, req.user_id)
+        items = _ranked(ctx, clock, strategy, req, progress.user)
     except Degrade as d:
         reason = d.reason
         t0 = time.perf_counter()
-        items = fallback_items(ctx, req, user)
+        items = fallback_items(ctx, req, progress.user)
         clock.ms["fallback"] = (time.perf_counter() - t0) * 1000
-        ctx.metrics.degraded.labels(reason).inc()
-        log.warning("degraded answer", extra={"request_id": req.request_id, "reason": reason,
-                                               "user_id": req.user_id})
-    ctx.metrics.requests.labels(strategy.name).inc()
+    return answer(ctx, req, strategy, items, reason, clock.ms, progress, with_features)
+
+
+def abandoned(ctx: Context, req: RecommendRequest, progress: Progress, with_features: bool,
+              reason: str | None = None) -> Recommendation:
+    """The answer for a request whose pipeline did not end by its deadline: hot/new (without
+    what the user bought, when the features stage had ended), `<stage>_hung`."""
+    progress.abandoned = True
+    t0 = time.perf_counter()
+    items = fallback_items(ctx, req, progress.user)
+    ms = {"fallback": (time.perf_counter() - t0) * 1000}
+    return answer(ctx, req, strategy_for(ctx.config, req.user_id), items, reason or f"{progress.stage}_hung", ms,
+                  progress, with_features, counted=True)
+
+
+def answer(ctx: Context, req: RecommendRequest, strategy: Strategy, items: list[RankedItem], reason: str,
+           stage_ms: dict[str, float], progress: Progress, with_features: bool,
+           counted: bool = False) -> Recommendation:
+    """The Recommendation, counted in the metrics unless the request was abandoned (its
+    abandoning answer counts it)."""
+    if counted or not progress.abandoned:
+        if reason:
+            ctx.metrics.degraded.labels(reason).inc()
+            log.warning("degraded answer", extra={"request_id": req.request_id, "reason": reason,
+                                                   "user_id": req.user_id})
+        ctx.metrics.requests.labels(strategy.name).inc()
+    user = progress.user
     features = ({k: v for k, v in user.values.items() if v is not None}
                 if with_features and user is not None else None)
     return Recommendation(items=items, model_version=ctx.models.version_string(), ab_bucket=strategy.name,
                           request_id=req.request_id, degraded=bool(reason), degraded_reason=reason,
-                          stage_ms=clock.ms, features=features)
+                          stage_ms=stage_ms, features=features)
 
 
 def _ranked(ctx: Context, clock: _Clock, strategy: Strategy, req: RecommendRequest,

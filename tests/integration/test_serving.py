@@ -4,6 +4,8 @@ event log on disk. No ranker is published here, so the default arms answer degra
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -14,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from serving.config import ServingConfig
 from serving.proto import SERVICE_NAME, pb
+from serving.watchdog import Watchdog
 from tests.integration.serving_fixtures import running_server, served_copy, stub_of
 from vitrine.data.eventlog import EventLog
 from vitrine.online.redis_local import ManagedRedis
@@ -415,3 +418,36 @@ def test_every_answer_is_in_the_exposure_log_and_clicks_join_it(stub, server, se
     assert set(SCHEMA.names) <= set(log.columns)
     arm = next(a for a in ab_results(home) if a.arm == r.ab_bucket)
     assert arm.clicks >= 1 and arm.exposures >= 2
+
+
+def test_a_hung_stage_is_abandoned_at_the_deadline(stub, server, monkeypatch):
+    release = threading.Event()
+    read = server.core.reader.read
+
+    def hangs(user_id: str):
+        if user_id.startswith("hang-"):
+            release.wait(30)
+        return read(user_id)
+
+    monkeypatch.setattr(server.core.reader, "read", hangs)
+    try:
+        t0 = time.perf_counter()
+        r = recommend(stub, "hang-1", 2)
+        assert r.degraded and r.degraded_reason == "features_hung" and len(r.items) == 2
+        assert time.perf_counter() - t0 < 10  # the stage hangs for 30 s; the deadline is 200 ms
+        # every worker held by a hung stage: the next request waits for one until its deadline
+        monkeypatch.setattr(server.core, "watchdog", Watchdog(1))
+        first = threading.Thread(target=recommend, args=(stub, "hang-2", 2))
+        first.start()
+        time.sleep(0.05)
+        busy = recommend(stub, "u2", 2)
+        assert busy.degraded_reason == "stages_busy" and len(busy.items) == 2
+        first.join()
+    finally:
+        release.set()
+    time.sleep(0.1)  # the abandoned workers finish; their answers count nothing
+    r = recommend(stub, "u2", 2)
+    assert r.degraded_reason not in ("features_hung", "stages_busy")
+    text = server.core.metrics.exposition().decode()
+    assert 'vitrine_degraded_total{reason="features_hung"} 2.0' in text
+    assert 'vitrine_degraded_total{reason="stages_busy"} 1.0' in text

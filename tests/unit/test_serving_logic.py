@@ -12,8 +12,9 @@ import pytest
 from serving.config import ServingConfig, Strategy
 from serving.features import UserFeatures
 from serving.items import ItemCache
-from serving.pipeline import bucket_of, diversify, fuse, strategy_for
+from serving.pipeline import bucket_of, strategy_for
 from serving.realtime import realtime_row
+from serving.scoring import diversify, fuse
 from serving.validation import InvalidRequest, event_batch, failure_of, recommend_request
 
 CONFIG = ServingConfig()
