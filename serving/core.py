@@ -20,7 +20,7 @@ from serving.events import EventCollector
 from serving.exposures import ExposureRecorder
 from serving.features import UserFeatureReader, entity_views, feature_clock
 from serving.items import DEFAULT_SERVICES, ItemCache
-from serving.metrics import Metrics
+from serving.metrics import Metrics, NullMetrics
 from serving.models import ModelSet
 from serving.pipeline import Context, recommend
 from serving.watchdog import Watchdog
@@ -114,7 +114,7 @@ class Core:
     def warm_up(self) -> Recommendation:
         """The loaded models' item tables for the cache (`serving.encoded`), then one request
         through every stage with no budgets and throwaway metrics, so the first real request
-        does not pay for TensorFlow's first call (graph tracing, allocation)."""
+        does not pay for TensorFlow's first call (graph tracing, allocation); counted nowhere."""
         from dataclasses import replace
 
         from serving.config import Budgets
@@ -123,7 +123,7 @@ class Core:
         prepare(self.items, (current.student, current.teacher))
         unlimited = Budgets(*[60_000.0] * 6)
         config = replace(self.config, budgets=unlimited)
-        ctx = Context(config, Metrics(), self.models.current, self.items, self.reader.read)
+        ctx = Context(config, NullMetrics(), self.models.current, self.items, self.reader.read)
         out = None
         for strategy in self.config.strategies:  # every arm's models
             one = replace(config, strategies=(replace(strategy, share=100),))

@@ -4,6 +4,8 @@ event log on disk. No ranker is published here, so the default arms answer degra
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -15,11 +17,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from serving.config import ServingConfig
-from serving.proto import SERVICE_NAME, pb
+from serving.proto import SERVICE_NAME, pb, pb_grpc
 from serving.watchdog import Watchdog
 from tests.integration.serving_fixtures import running_server, served_copy, stub_of
 from vitrine.data.eventlog import EventLog
-from vitrine.online.redis_local import ManagedRedis
+from vitrine.online.redis_local import ManagedRedis, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -451,3 +453,27 @@ def test_a_hung_stage_is_abandoned_at_the_deadline(stub, server, monkeypatch):
     text = server.core.metrics.exposition().decode()
     assert 'vitrine_degraded_total{reason="features_hung"} 2.0' in text
     assert 'vitrine_degraded_total{reason="stages_busy"} 1.0' in text
+
+
+def test_metrics_count_every_server_process(served):
+    """`serve --processes 2`: one /metrics, every process's requests in it."""
+    home, _ = served
+    port, http_port = free_port(), free_port()
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "--home", str(home.root), "serve", "--processes", "2",
+                               "--port", str(port), "--http-port", str(http_port), "--no-consumers"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith("serving")
+        calls = 24
+        for i in range(calls):  # a connection each: SO_REUSEPORT spreads them over both processes
+            with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
+                pb_grpc.RecommenderStub(ch).Recommend(pb.RecommendRequest(user_id=f"mp-{i}", k=2), timeout=30)
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        served_calls = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                           if line.startswith("vitrine_requests_total{"))
+        assert served_calls == calls  # the warm-up's requests count nowhere
+        assert 'vitrine_request_seconds_count{method="Recommend"} 24.0' in text
+    finally:
+        server.terminate()
+        server.wait(60)
