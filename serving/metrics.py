@@ -17,7 +17,7 @@ import logging
 import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 
 METRICS_DIR_ENV = "VITRINE_METRICS_DIR"
 
@@ -30,6 +30,10 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0
 
 class Metrics:
     def __init__(self) -> None:
+        if not os.environ.get(METRICS_DIR_ENV):
+            # in-memory values, whatever Feast's import did to prometheus_client (its multiprocess
+            # files would make every Metrics of the process share counts)
+            values.ValueClass = values.MutexValue
         self.registry = CollectorRegistry()
         r = self.registry
         self.stage_seconds = Histogram("vitrine_stage_seconds", "Latency of one pipeline stage", ["stage"],
