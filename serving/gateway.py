@@ -132,6 +132,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": "unknown path; use /recommend, /collect, /metrics, /healthz"})
 
+    def _not_allowed(self) -> None:
+        self.close_connection = True
+        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+        body = json.dumps({"error": f"{self.command} is not served here; use GET or POST"}).encode()
+        self.send_header("Allow", "GET, POST, OPTIONS")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_PUT = do_DELETE = do_PATCH = _not_allowed
+
     def do_POST(self) -> None:
         if urlparse(self.path).path != "/collect":
             self._json(HTTPStatus.NOT_FOUND, {"error": "POST only to /collect"})

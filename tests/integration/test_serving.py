@@ -15,6 +15,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from serving.config import ServingConfig
 from serving.proto import SERVICE_NAME, pb, pb_grpc
@@ -477,3 +479,66 @@ def test_metrics_count_every_server_process(served):
     finally:
         server.terminate()
         server.wait(60)
+
+
+wild_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=60)
+wild_int = st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from([0, 1, -1, 10**6]))
+wild_event = st.builds(
+    pb.Event, user_id=st.one_of(st.just("fuzz-u"), wild_text), item_id=st.one_of(st.just("i1"), wild_text),
+    event_type=st.one_of(st.sampled_from(["click", "purchase", "cart"]), wild_text),
+    event_time=st.one_of(st.just(""), st.datetimes().map(lambda d: d.isoformat() + "Z"), wild_text),
+    position=wild_int, quantity=wild_int, price=st.floats(), session_id=wild_text, device=wild_text,
+    region=wild_text, scene=wild_text, request_id=wild_text)
+wild_call = st.one_of(
+    st.tuples(st.just("bytes"), st.sampled_from(["Recommend", "TrackEvents"]), st.binary(max_size=400)),
+    st.tuples(st.just("Recommend"), st.builds(
+        pb.RecommendRequest, user_id=wild_text, k=wild_int, request_id=wild_text,
+        exclude_item_ids=st.lists(wild_text, max_size=30),
+        context=st.builds(pb.Context, device=wild_text, region=wild_text, scene=wild_text,
+                          request_unix_s=st.integers(-(2**63), 2**63 - 1)))),
+    st.tuples(st.just("TrackEvents"), st.builds(pb.TrackEventsRequest, events=st.lists(wild_event, max_size=5))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(call=wild_call)
+def test_property_every_grpc_answer_is_ok_or_actionable(server, call):
+    """Hypothesis (shrinking to the smallest failing request): random bytes and random valid
+    messages of both methods get OK or a status with a message, never INTERNAL / UNKNOWN."""
+    method, *rest = call
+    payload = rest[-1] if method == "bytes" else rest[0].SerializeToString()
+    name = rest[0] if method == "bytes" else method
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        raw = channel.unary_unary(f"/{SERVICE_NAME}/{name}", request_serializer=lambda b: b,
+                                  response_deserializer=lambda b: b)
+        try:
+            raw(payload, timeout=10)
+        except grpc.RpcError as e:
+            assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE), (e.code(), e.details())
+            assert e.details()
+
+
+@settings(max_examples=200, deadline=None)
+@given(method=st.sampled_from(["GET", "POST", "PUT", "OPTIONS"]),
+       path=st.one_of(st.sampled_from(["/collect", "/recommend", "/healthz", "/metrics"]),
+                      st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=40).map(lambda t: "/" + t)),
+       query=st.dictionaries(st.sampled_from(["user_id", "k", "exclude", "request_unix_s", "device", "x"]),
+                             wild_text, max_size=4),
+       body=st.one_of(st.binary(max_size=300), st.recursive(
+           st.one_of(st.none(), st.booleans(), st.floats(), wild_int, wild_text),
+           lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(wild_text, inner, max_size=4)),
+           max_leaves=20).map(lambda v: json.dumps(v).encode())))
+def test_property_every_http_answer_is_json_and_never_a_500(server, method, path, query, body):
+    from urllib.parse import quote, urlencode
+
+    url = f"http://127.0.0.1:{server.gateway.port}{quote(path, safe='/?=&')}"
+    if query:
+        url += "?" + urlencode(query)
+    request = urllib.request.Request(url, data=body if method in ("POST", "PUT") else None, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            status, headers, raw = r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        status, headers, raw = e.code, e.headers, e.read()
+    assert status < 500 or status == 503, (status, raw[:200])
+    if status >= 400:
+        assert headers["Content-Type"] == "application/json" and json.loads(raw)["error"]

@@ -86,7 +86,9 @@ class _RejectWriter:
         if df.empty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(self.path, mode="a", header=not self.path.exists(), index=False)
+        # CRLF rows: a value holding a bare CR or LF is then quoted, so the file reads back as
+        # written (with "\n" rows a CR in a rejected value broke its row; found by fuzzing)
+        df.to_csv(self.path, mode="a", header=not self.path.exists(), index=False, lineterminator="\r\n")
         self.count += len(df)
 
 

@@ -73,7 +73,9 @@ def _csv_batches(path: Path, schema: TableSchema, batch_rows: int,
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
     try:
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24, use_threads=False),
-                                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                                # a quoted field may hold line breaks (legal CSV; found by the fuzz test)
+                                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid,
+                                                                 newlines_in_values=True),
                                 convert_options=convert)
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{path}: cannot read as CSV: {e}") from e
