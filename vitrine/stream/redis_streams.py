@@ -152,12 +152,19 @@ class RedisEventStream(EventStream):
             self._call(self.client.xack, self.key, group, *entry_ids)
 
     def lag(self, group: str) -> tuple[int, int]:
+        """(entries not yet delivered to `group`, delivered and not acknowledged). Redis's own
+        `lag` is only a hint: after deletions it is unknown, and after a restart from the
+        append-only file it can stay wrong for good (seen: lag 820 on a stream of 466 entries,
+        every one delivered), so "nothing left" is decided by the ids."""
+        newest = _text(self._call(self.client.xinfo_stream, self.key)["last-generated-id"])
         for info in self._call(self.client.xinfo_groups, self.key):
             if _text(info["name"]) == group:
+                delivered = _text(info["last-delivered-id"])
+                if _id_key(delivered) >= _id_key(newest):
+                    return 0, int(info["pending"])
                 lag = info.get("lag")
-                if lag is None:  # Redis cannot tell after deletions: count what follows the group
-                    last = _text(info["last-delivered-id"])
-                    lag = len(self._call(self.client.xrange, self.key, min=f"({last}"))
+                if not lag:  # unknown (or 0 although entries follow): count them, up to the cap
+                    lag = len(self._call(self.client.xrange, self.key, min=f"({delivered}", count=LAG_COUNT_CAP))
                 return int(lag), int(info["pending"])
         return 0, 0
 
@@ -181,6 +188,9 @@ class RedisEventStream(EventStream):
 
     def length(self) -> int:
         return int(self._call(self.client.xlen, self.key))
+
+
+LAG_COUNT_CAP = 100_000  # entries counted when Redis's lag is not to be trusted
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
