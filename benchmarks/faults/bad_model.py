@@ -71,7 +71,7 @@ def point(root: Path, version: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--home", type=Path, required=True, help="a served home with published models")
-    p.add_argument("--hold", type=float, default=2.0, help="seconds each bad version stays published")
+    p.add_argument("--hold", type=float, default=5.0, help="seconds each bad version stays published")
     args = p.parse_args()
 
     import grpc

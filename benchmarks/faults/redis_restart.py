@@ -160,7 +160,8 @@ def main() -> None:
     logged = log.to_table(columns=["event_id"], filter=pc.starts_with(ds.field("event_id"), f"{run}-")) \
         .column(0).to_pylist()
     lost, twice = len(set(acked) - set(logged)), len(logged) - len(set(logged))
-    worst = max((max(o["recommend_recovered_s"] or 99, o["track_recovered_s"] or 99) for o in outages), default=0)
+    worst = max((99.0 if v is None else v for o in outages
+                 for v in (o["recommend_recovered_s"], o["track_recovered_s"])), default=0.0)
     out = {"outages": outages, "recommend": dict(rec_codes), "degraded": dict(degraded), "track": dict(track_codes),
            "acknowledged": len(acked), "stored": len(logged), "lost": lost, "written_twice": twice,
            "worst_recovery_s": worst}
