@@ -4,6 +4,9 @@ from years ago computes the same features today as on the day it was written."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,9 +40,43 @@ def read_catalog(spark, home: Home, table: str, history: bool = False):
 
 
 def write_table(df, path: Path, partitions: int = 1) -> Path:
-    """Overwrite one feature table (a directory of Parquet parts with microsecond timestamps)."""
-    df.coalesce(partitions).write.mode("overwrite").parquet(str(path))
+    """Replace one feature table (a directory of Parquet parts with microsecond timestamps).
+
+    Spark writes beside it (`.staging-<table>-<id>`); only a complete table is renamed into
+    place, so a job killed mid-run never leaves a half-written table where readers (Feast,
+    training, serving) look — at worst the previous one, put back by `recover_tables`."""
+    staging = path.parent / f".staging-{path.name}-{uuid.uuid4().hex[:8]}"
+    df.coalesce(partitions).write.mode("overwrite").parquet(str(staging))
+    publish_dir(staging, path)
     return path
+
+
+def publish_dir(staging: Path, path: Path) -> None:
+    """Swap a complete directory into `path`: the old one moves aside, the new one in (two
+    renames; a crash between them is undone by `recover_tables`), then the old one goes."""
+    old = path.parent / f".old-{path.name}-{uuid.uuid4().hex[:8]}"
+    if path.exists():
+        os.replace(path, old)
+    os.replace(staging, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_tables(directory: Path) -> list[str]:
+    """After a killed run: a table moved aside and not replaced is put back; half-written
+    staging directories are removed. Returns the tables put back."""
+    restored = []
+    if not directory.exists():
+        return restored
+    for old in sorted(directory.glob(".old-*")):
+        live = directory / old.name[len(".old-"):].rsplit("-", 1)[0]
+        if live.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, live)
+            restored.append(live.name)
+    for staging in directory.glob(".staging-*"):
+        shutil.rmtree(staging, ignore_errors=True)
+    return restored
 
 
 @dataclass(frozen=True)

@@ -80,12 +80,13 @@ def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_d
     from pyspark.sql import functions as F
 
     from spark_jobs import item_features, relations, samples, user_features
-    from spark_jobs.io import make_clock, read_catalog, read_events, write_table
+    from spark_jobs.io import make_clock, read_catalog, read_events, recover_tables, write_table
 
     unknown = set(only or ()) - set(TABLES)
     if unknown:
         raise ValueError(f"unknown feature tables {sorted(unknown)}; known: {', '.join(TABLES)}")
     started = time.perf_counter()
+    recover_tables(home.features)  # a run killed before: its tables whole again, its leftovers gone
     events = read_events(spark, home)
     clock = make_clock(events, as_of, snapshot_days)
     events = events.where(F.col("event_time") <= F.lit(clock.as_of)).cache()
