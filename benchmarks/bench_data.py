@@ -46,9 +46,10 @@ print(json.dumps({"seconds": time.perf_counter() - t, "tables": r.to_dict()["tab
 
 
 def run(code: str, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True,
-                         cwd=ROOT).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:  # the child's own error, not only its exit status
+        raise SystemExit(f"a benchmark step failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
