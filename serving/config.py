@@ -113,6 +113,10 @@ class ServingConfig:
     log_batch_seconds: float = 5.0  # or this long after the first
     exposures: bool = True  # log every answer (serving/exposures.py)
     exposure_feature_sample: float = 0.01  # share of answers logged with the user features used
+    # leave out items already shown to the user this many times (serving/shown.py; 0 = off),
+    # counting answers of the last `shown_ttl_s` (from the user's latest answer)
+    shown_limit: int = 0
+    shown_ttl_s: int = 7 * 86400
     budgets: Budgets = field(default_factory=Budgets)
     security: Security = field(default_factory=Security)
     diversity: Diversity = field(default_factory=Diversity)
@@ -127,6 +131,10 @@ class ServingConfig:
             raise ValueError(f"A/B strategy shares must add up to 100, got {total}")
         if len({s.name for s in self.strategies}) != len(self.strategies):
             raise ValueError("A/B strategy names must be unique")
+        if self.shown_limit < 0 or self.shown_ttl_s < 1:
+            raise ValueError("shown_limit must be >= 0 (0 = off) and shown_ttl_s >= 1")
+        if self.shown_limit and not self.exposures:
+            raise ValueError("shown_limit counts exposures: it needs exposures on")
         if self.stage_workers < 0:
             raise ValueError("stage_workers must be >= 0 (0 = run the pipeline in the handler thread)")
         if not 0 < self.coarse_k <= self.recall_k:

@@ -1,6 +1,7 @@
 """The streams' consumers of one process, in background threads: the event-log and
-exposure-log writers (`vitrine.stream.log_writer`, each while this process holds its lease)
-and a real-time updater (`serving.realtime`). They run inside `vitrine serve` by default and alone in `vitrine
+exposure-log writers (`vitrine.stream.log_writer`, each while this process holds its lease),
+a real-time updater (`serving.realtime`) and, with the "already shown" filter on, the shown
+counter (`serving.shown`). They run inside `vitrine serve` by default and alone in `vitrine
 consume` (a separate deployment: `--no-consumers` on the servers).
 
 Each loop survives Redis going away (it logs, waits and retries; what it had read stays
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from serving.config import ServingConfig
 from serving.realtime import RealtimeUpdater, realtime_reader, realtime_writer
+from serving.shown import SHOWN_GROUP, ShownCounter
 from vitrine.config import Home
 from vitrine.stream.base import REALTIME_GROUP, EventStream
 from vitrine.stream.log_writer import StreamLogWriter, event_log_writer
@@ -36,11 +38,24 @@ def consumer_client(url: str):
     return redis.Redis.from_url(url, socket_timeout=CONSUMER_TIMEOUT_S, socket_connect_timeout=1.0)
 
 
-def exposure_stream(client) -> RedisEventStream:
-    """The stream of logged answers (`serving.exposures`): its one group, no de-duplication."""
+def exposure_stream(client, shown: bool = False) -> RedisEventStream:
+    """The stream of logged answers (`serving.exposures`), no de-duplication: the exposure
+    log's group, and the shown counter's when the filter is on."""
     from serving.exposures import GROUP, STREAM_KEY
 
-    return RedisEventStream(client, key=STREAM_KEY, groups=(GROUP,), id_column=None)
+    return RedisEventStream(client, key=STREAM_KEY, groups=(GROUP, SHOWN_GROUP) if shown else (GROUP,),
+                            id_column=None)
+
+
+def _drop_shown_group(client) -> None:
+    import redis
+
+    from serving.exposures import STREAM_KEY
+
+    try:
+        client.xgroup_destroy(STREAM_KEY, SHOWN_GROUP)
+    except redis.exceptions.ResponseError:
+        pass  # no stream yet
 
 
 @dataclass
@@ -48,10 +63,12 @@ class Consumers:
     stream: EventStream  # the event stream
     writers: list[StreamLogWriter]  # the event log's, the exposure log's
     updater: RealtimeUpdater
+    shown: ShownCounter | None = None  # with `shown_limit` on
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _flush: threading.Event = field(default_factory=threading.Event)
     _next_claim: float = 0.0  # when the updater next claims what dead consumers left pending
+    _shown_recovered: bool = False
     errors: int = 0
 
     @classmethod
@@ -68,7 +85,12 @@ class Consumers:
         writers = [event_log_writer(stream, home.events, **batch),
                    StreamLogWriter(exposure_stream(client), home.exposures, group=GROUP, schema=SCHEMA,
                                    time_column="served_at", **batch)]
-        return cls(stream, writers, updater)
+        shown = None
+        if config.shown_limit:
+            shown = ShownCounter(exposure_stream(client, shown=True), client, config.shown_ttl_s)
+        else:  # a group nobody reads would hold the exposure stream's trimming for ever
+            _drop_shown_group(client)
+        return cls(stream, writers, updater, shown)
 
     @property
     def writer(self) -> StreamLogWriter:
@@ -100,8 +122,16 @@ class Consumers:
             self._next_claim = now + CLAIM_EVERY_S
         self.updater.step(block_ms=200)
 
+    def _count_shown(self) -> None:
+        if not self._shown_recovered:
+            self.shown.recover()
+            self._shown_recovered = True
+        self.shown.step(block_ms=200)
+
     def start(self) -> None:
         steps = [(w.group, lambda w=w: self._write(w)) for w in self.writers] + [("realtime", self._update)]
+        if self.shown is not None:
+            steps.append(("shown", self._count_shown))
         for name, step in steps:
             thread = threading.Thread(target=self._loop, args=(name, step), name=f"vitrine-{name}", daemon=True)
             thread.start()
@@ -125,6 +155,8 @@ class Consumers:
         """Per group: (entries not yet delivered, delivered and not acknowledged)."""
         out = {w.group: w.stream.lag(w.group) for w in self.writers}
         out[REALTIME_GROUP] = self.stream.lag(REALTIME_GROUP)
+        if self.shown is not None:
+            out[SHOWN_GROUP] = self.shown.stream.lag(SHOWN_GROUP)
         return out
 
     def settled(self) -> bool:
@@ -146,6 +178,9 @@ class Consumers:
                     for writer in self.writers:
                         writer.step(block_ms=10)
                         writer.flush()
+                    if self.shown is not None:
+                        self.shown.recover()
+                        self.shown.step(block_ms=10)
                 else:
                     time.sleep(0.01)
         finally:

@@ -23,6 +23,7 @@ from serving.items import DEFAULT_SERVICES, ItemCache
 from serving.metrics import Metrics, NullMetrics
 from serving.models import ModelSet
 from serving.pipeline import Context, recommend
+from serving.shown import shown_reader
 from serving.watchdog import Watchdog
 from vitrine.config import Home
 
@@ -85,6 +86,7 @@ class Core:
                                           config.exposure_feature_sample) if config.exposures else None
         if self.exposures is not None:
             self.exposures.start()
+        self._read_shown = shown_reader(self.client, config.shown_limit) if config.shown_limit else None
         self.watchdog = Watchdog(config.stage_workers)  # a hung stage is abandoned at the deadline
         self._registry = home.feast / "registry.db"
         self._registry_stamp = self._stamp(self._registry)
@@ -94,12 +96,18 @@ class Core:
 
     # --- the two calls --------------------------------------------------------------------
     def recommend(self, req: RecommendRequest, timeout_s: float | None = None) -> Recommendation:
-        ctx = Context(self.config, self.metrics, self.models.current, self.items, self.reader.read)
+        ctx = Context(self.config, self.metrics, self.models.current, self.items, self._read_user)
         if self.exposures is None:
             return self.watchdog.recommend(ctx, req, timeout_s)
         rec = self.watchdog.recommend(ctx, req, timeout_s, with_features=self.exposures.wants_features(req.request_id))
         self.exposures.record(req, rec, rec.features)
         return rec
+
+    def _read_user(self, user_id: str):
+        user = self.reader.read(user_id)
+        if self._read_shown is not None:  # the "already shown N times" filter
+            user.shown = self._read_shown(user_id)
+        return user
 
     def drain(self, timeout_s: float = 30.0) -> None:
         """Wait until every event tracked and every answer given so far is in its log (and the

@@ -73,6 +73,7 @@ class UserFeatures:
 
     values: dict[str, Any]
     timestamps: dict[str, int] = field(default_factory=dict)
+    shown: frozenset[str] = frozenset()  # items shown `shown_limit` times already (serving/shown.py)
 
     @property
     def known(self) -> bool:

@@ -132,6 +132,7 @@ def _blocked(user: UserFeatures | None, req: RecommendRequest) -> set[str]:
     if user is not None:
         for name in BLOCKING:
             blocked.update(user.values.get(name) or ())
+        blocked.update(user.shown)
     return blocked
 
 

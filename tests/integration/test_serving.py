@@ -542,3 +542,30 @@ def test_property_every_http_answer_is_json_and_never_a_500(server, method, path
     assert status < 500 or status == 503, (status, raw[:200])
     if status >= 400:
         assert headers["Content-Type"] == "application/json" and json.loads(raw)["error"]
+
+
+@pytest.fixture(scope="module")
+def shown_server(served):
+    home, url = served
+    yield from running_server(home, url, ServingConfig(port=0, http_port=None, reload_seconds=3600, shown_limit=2))
+
+
+def test_items_already_shown_twice_are_left_out(shown_server):
+    """`shown_limit: 2`: the exposure stream's shown counter counts each item per user; the
+    third answer leaves out what the first two showed."""
+    import redis
+
+    from serving.api import RecommendRequest
+    from serving.shown import shown_key
+
+    core = shown_server.core
+    first = [i.item_id for i in core.recommend(RecommendRequest(user_id="shown-u", k=1, request_id="s1")).items]
+    second = [i.item_id for i in core.recommend(RecommendRequest(user_id="shown-u", k=1, request_id="s2")).items]
+    assert first == second and len(first) == 1  # nothing new to rank on: the same item
+    core.drain()
+    counts = redis.Redis.from_url(core.redis_url).hgetall(shown_key("shown-u"))
+    assert {k.decode(): int(v) for k, v in counts.items()} == {first[0]: 2}
+    third = [i.item_id for i in core.recommend(RecommendRequest(user_id="shown-u", k=1, request_id="s3")).items]
+    assert len(third) == 1 and third != first
+    other = [i.item_id for i in core.recommend(RecommendRequest(user_id="shown-v", k=1, request_id="s4")).items]
+    assert other == first  # counted per user
