@@ -236,3 +236,33 @@ def test_skew_check_finds_a_planted_mismatch_and_ttl_holds_online(feast_home):
         assert skew_check(store, client, project, ["idle"]).mismatches == 0
     finally:
         client.delete(rkey)
+
+
+def test_rows_stamped_at_or_before_the_epoch_are_materialised(small_home: Home, tmp_path):
+    """Catalogue versions without dates are stamped 1970-01-01 (the Taobao log's items), old
+    films' by release (1950): a first materialisation starts before any of them. It started at
+    the epoch, open at its start, and wrote neither — their categories never reached Redis."""
+    import shutil
+
+    home = Home(tmp_path / "home")
+    for part in ("events", "catalog", "features"):
+        shutil.copytree(small_home.root / part, home.root / part)
+    table = home.features / "item_attributes"
+    rows = pd.read_parquet(table)
+    rows = rows.sort_values("event_timestamp").drop_duplicates("item_id", keep="last")
+    stamps = {"i1": "1970-01-01T00:00:00Z", "i2": "1950-06-01T00:00:00Z", "i3": "1970-01-01T00:00:00Z"}
+    rows["event_timestamp"] = pd.to_datetime(rows["item_id"].map(stamps), utc=True).astype("datetime64[us, UTC]")
+    shutil.rmtree(table)
+    table.mkdir()
+    rows.to_parquet(table / "part-0.parquet", index=False)
+    url = redis_url(home)
+    try:
+        ensure_table(home)
+        run_feast(home, url, ["apply"], capture=True)
+        report = materialize(home, url)
+        assert report.views["item_attributes"].rows == 3
+        online = feature_store(home, url).get_online_features(
+            features=["item_attributes:category"], entity_rows=[{"item_id": i} for i in ("i1", "i2", "i3")]).to_dict()
+        assert online["category"] == ["a/x", "a/y", "b/z"]
+    finally:
+        ManagedRedis(home.redis_dir).stop()

@@ -28,7 +28,11 @@ from vitrine.config import Home
 from vitrine.featurestore import encode
 from vitrine.featurestore.repo import feature_store, project_name
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# where a first materialisation starts: before any row. It was the Unix epoch, and the window is
+# open at its start, so rows stamped at the epoch itself (catalogue versions without dates: the
+# Taobao log's items) or before it (films released before 1970) never reached Redis — which
+# the served catalogue, built on what is materialised, lost (their categories) in session 9.
+BEGINNING = datetime(1000, 1, 1, tzinfo=UTC)
 BATCH_ROWS = 50_000
 
 
@@ -170,7 +174,7 @@ def materialize(home: Home, redis_url: str, *, end: datetime | None = None, view
             continue
         view_end = _utc(view_end)
         last = None if full else view.most_recent_end_time
-        start = _utc(last) if last else EPOCH
+        start = _utc(last) if last else BEGINNING
         if start >= view_end:
             r.skipped = f"up to date (materialised to {start.isoformat()})"
             continue
