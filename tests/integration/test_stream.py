@@ -110,8 +110,17 @@ def test_the_log_writer_writes_each_event_once_across_crashes(stream, tmp_path):
     ids = EventLog(root).read(columns=["event_id"]).column(0).to_pylist()
     assert len(ids) == 201 == len(set(ids))
     assert EventLog(root).dates() == ["2024-05-03", "2024-05-04"]
-    # a second writer waits while the first holds the lease
-    assert not event_log_writer(stream, root, owner="d").active()
+    # a second writer waits while the first holds the lease, and waits its turn rather than
+    # asking again at once (under `serve --processes 2` the waiting process spun a core on it)
+    waiting = event_log_writer(stream, root, owner="d")
+    assert not waiting.active()
+    asked, real_lease = [], stream.lease
+    stream.lease = lambda *a: asked.append(1) or real_lease(*a)
+    start = time.monotonic()
+    while time.monotonic() - start < 0.5:
+        assert waiting.step(block_ms=100) == 0
+    stream.lease = real_lease
+    assert len(asked) <= 6
 
 
 @pytest.fixture(scope="module")

@@ -63,10 +63,12 @@ class StreamLogWriter:
 
     def step(self, block_ms: int = 500) -> int:
         """Read what is new (waiting up to `block_ms`) and commit when the batch is full or
-        old enough. Returns the events committed (0 most of the time); nothing without the lease."""
+        old enough. Returns the events committed (0 most of the time); without the lease nothing,
+        after waiting `block_ms`."""
         if not self.active():
             self._batch, self._events = [], 0  # another writer has them (they stay pending there)
             self._recovered = False
+            time.sleep(block_ms / 1000)  # wait as a read would: asking again at once spun a core
             return 0
         if not self._recovered:
             return self.recover()
