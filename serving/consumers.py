@@ -29,6 +29,7 @@ log = logging.getLogger("serving.consumers")
 
 CONSUMER_TIMEOUT_S = 5.0  # socket timeout of the consumers' client (reads block up to 0.5 s)
 RETRY_S = 0.5
+WARN_EVERY_S = 30.0  # a consumer failing in a row is logged once, then this often
 CLAIM_EVERY_S = 10.0
 
 
@@ -99,13 +100,22 @@ class Consumers:
 
     # --- the loops ------------------------------------------------------------------------
     def _loop(self, name: str, step) -> None:
+        failing, logged = 0, 0.0  # failures in a row; when the last was logged
         while not self._stop.is_set():
             try:
                 step()
             except Exception as e:
                 self.errors += 1
-                log.warning("stream consumer failed; retrying", extra={"consumer": name, "error": str(e)[:300]})
+                failing += 1
+                if failing == 1 or time.monotonic() - logged >= WARN_EVERY_S:  # not twice a second for hours
+                    log.warning("stream consumer failed; retrying", extra={
+                        "consumer": name, "failures_in_a_row": failing, "error": str(e)[:300]})
+                    logged = time.monotonic()
                 self._stop.wait(RETRY_S)
+            else:
+                if failing:
+                    log.warning("stream consumer recovered", extra={"consumer": name, "failures": failing})
+                failing = 0
 
     def _write(self, writer: StreamLogWriter) -> None:
         writer.step(block_ms=200)

@@ -181,3 +181,62 @@ def test_two_consumer_processes_and_kill_9_lose_no_update_and_log_each_event_onc
     assert [reader.read(u).values["user_realtime__rt_clicks"] for u in users] == [300] * 4
     logged = [i for i in EventLog(home.events).read(columns=["event_id"]).column(0).to_pylist() if i.startswith("rt-")]
     assert len(logged) == sent == len(set(logged))
+
+
+_FULL_DISK_WRITER = """
+import resource, signal, sys
+import redis
+from vitrine.stream.log_writer import event_log_writer
+from vitrine.stream.redis_streams import RedisEventStream
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as ENOSPC on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+writer = event_log_writer(RedisEventStream(redis.Redis.from_url(sys.argv[1])), sys.argv[2], max_delay_s=0.01)
+try:
+    while not writer.step(block_ms=10):
+        pass
+except OSError as e:
+    print("refused", e.errno)
+"""
+
+
+def test_a_full_log_disk_stores_nothing_half_and_loses_nothing(stream, redis_url, tmp_path):
+    """The event log's disk full: the writer's commit fails (a real write failure: the writer
+    runs in a process whose files may not pass 512 bytes), no file or half-written file is
+    left in the log, nothing is acknowledged, and once there is room the next writer commits
+    every event once."""
+    root = tmp_path / "events"
+    stream.append(batch([f"f{i}" for i in range(300)]))
+    child = subprocess.run([sys.executable, "-c", _FULL_DISK_WRITER, redis_url, str(root)], cwd=ROOT,
+                           env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=120)
+    assert child.stdout.startswith("refused"), child.stderr[-2000:]
+    assert [p for p in root.rglob("*") if p.is_file()] == []  # not even a hidden temporary file
+    assert stream.lag(LOG_GROUP) == (0, 1)  # read, not acknowledged: pending for the next writer
+    stream.client.delete(f"{stream.key}:lease:event-log-writer")
+    writer = event_log_writer(stream, root, max_delay_s=0.01)
+    assert writer.step() == 300
+    ids = EventLog(root).read(columns=["event_id"]).column(0).to_pylist()
+    assert sorted(ids) == sorted(f"f{i}" for i in range(300)) and stream.lag(LOG_GROUP) == (0, 0)
+
+
+def test_redis_refusing_writes_is_unavailable_not_an_error(stream, redis_url, tmp_path):
+    """Redis whose disk is full answers writes with MISCONF (here a real one: its snapshot file's
+    path is made a directory, so a save fails and stop-writes-on-bgsave-error holds writes): an
+    append is StreamUnavailable — TrackEvents answers UNAVAILABLE, the caller resends — and
+    works again once Redis can save."""
+    from vitrine.stream.base import StreamUnavailable
+
+    dump = tmp_path / "redis" / "dump.rdb"
+    dump.unlink(missing_ok=True)
+    dump.mkdir()
+    stream.client.bgsave()
+    while stream.client.info("persistence")["rdb_bgsave_in_progress"]:
+        time.sleep(0.05)
+    try:
+        with pytest.raises(StreamUnavailable, match="MISCONF"):
+            stream.append(batch(["m1"]))
+    finally:
+        dump.rmdir()
+        stream.client.bgsave()
+        while stream.client.info("persistence")["rdb_last_bgsave_status"] != "ok":
+            time.sleep(0.05)
+    assert stream.append(batch(["m1"])).written == 1

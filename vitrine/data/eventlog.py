@@ -113,11 +113,15 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write, fsync, rename: a reader sees the whole file or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{uuid.uuid4().hex}-{path.name}"
-    pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=False,
-                   compression="zstd")
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, coerce_timestamps="us", allow_truncated_timestamps=False,
+                       compression="zstd")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk keeps no half-written file (and gets its space back)
+        raise
     _fsync_dir(path.parent)
 
 

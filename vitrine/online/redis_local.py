@@ -62,13 +62,26 @@ def ping(url: str, timeout: float = 0.5) -> bool:
             client.close()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
         return False
+    except redis.exceptions.ResponseError as e:  # it answers: refusing writes, Redis refuses PING too
+        return redis_unavailable(e)
+
+
+# Redis answers, but refuses writes until an operator acts: its disk is full or unwritable
+# (MISCONF: a failed RDB save or AOF write), it is out of memory (OOM), a read-only replica
+# (READONLY), or its primary is gone (MASTERDOWN, NOREPLICAS)
+REFUSING_WRITES = ("MISCONF", "NOREPLICAS")
 
 
 def redis_unavailable(e: BaseException) -> bool:
-    """Whether `e` means the Redis server cannot be reached (down, restarting, timing out)."""
+    """Whether `e` means the Redis server cannot be reached (down, restarting, timing out) or
+    cannot take writes for now (see REFUSING_WRITES): a caller can only wait and retry."""
     import redis
 
-    return isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError))
+    if isinstance(e, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionError,
+                      redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
+                      redis.exceptions.MasterDownError)):
+        return True
+    return isinstance(e, redis.exceptions.ResponseError) and str(e).startswith(REFUSING_WRITES)
 
 
 @dataclass
@@ -179,6 +192,10 @@ class ManagedRedis:
             client.shutdown(save=True)
         except redis.exceptions.ConnectionError:
             pass  # the server closes the connection as it exits
+        except redis.exceptions.ResponseError as e:  # it keeps running rather than lose data
+            raise RedisUnavailable(
+                f"Redis could not save its data to stop ({e}): its disk is probably full; free space under "
+                f"{self.directory} and stop it again (what failed: {self.directory / 'redis.log'})") from e
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.running():
             time.sleep(0.05)
