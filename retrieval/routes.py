@@ -180,16 +180,32 @@ class CategoryRoute(RecallRoute):
         return _top(np.concatenate(scores), np.concatenate(rows), k, self.name)
 
 
+class LiveRows:
+    """Rows hottest first by what is happening now (serving counts them from the event stream:
+    `serving.trending`), and the share of the hot route's list they take. One holder shared by
+    a route and its per-policy copies (`Retriever.merger_for` copies routes shallowly); `set`
+    replaces both at once, so a request reads a consistent pair."""
+
+    def __init__(self) -> None:
+        self.state: tuple[np.ndarray, float] = (np.zeros(0, dtype=np.int64), 0.0)
+
+    def set(self, rows: np.ndarray, share: float) -> None:
+        self.state = (np.asarray(rows, dtype=np.int64), float(share))
+
+
 class HotRoute(RecallRoute):
     """Globally hottest items: by heat (decayed weighted events) by default, or by another of
     the catalogue's popularity signals (`signal`, e.g. engagement in the last 7 days — what a
-    policy tuned on validation picks)."""
+    policy tuned on validation picks). With live rows (`live`, set by serving), the first
+    `share` of the list is what is hot now and the rest the signal's order; the scores are then
+    by position (1 down to 0), since the two orders' signals are not on one scale."""
 
     name = "hot"
 
     def __init__(self, catalogue: Catalogue, signal: str = "heat") -> None:
         self.catalogue = catalogue
         self.signal = signal
+        self.live = LiveRows()
 
     @property
     def signal(self) -> str:
@@ -202,7 +218,13 @@ class HotRoute(RecallRoute):
         self.heat = self.catalogue.signals[name][self.order]
 
     def recall(self, user: UserState, k: int) -> Recalled:
-        return Recalled(self.order[:k], self.heat[:k].astype(np.float32), self.name)
+        live, share = self.live.state
+        if share <= 0 or not len(live) or k <= 0:
+            return Recalled(self.order[:k], self.heat[:k].astype(np.float32), self.name)
+        first = live[:max(1, round(k * share))]
+        head = self.order[:k + len(first)]
+        rows = np.concatenate([first, head[~np.isin(head, first)]])[:k]
+        return Recalled(rows, (1.0 - np.arange(len(rows)) / len(rows)).astype(np.float32), self.name)
 
 
 NEW_EXPIRY_FLOOR_DAYS = 7.0

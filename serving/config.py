@@ -117,6 +117,12 @@ class ServingConfig:
     # counting answers of the last `shown_ttl_s` (from the user's latest answer)
     shown_limit: int = 0
     shown_ttl_s: int = 7 * 86400
+    # the hot route's first `hot_live_share` of items from what is hot now: events of the last
+    # `hot_live_window_s` counted from the stream in buckets of `hot_live_bucket_s`, re-read
+    # every `reload_seconds` (serving/trending.py; 0 = off: only the daily order)
+    hot_live_share: float = 0.0
+    hot_live_window_s: int = 3600
+    hot_live_bucket_s: int = 60
     budgets: Budgets = field(default_factory=Budgets)
     security: Security = field(default_factory=Security)
     diversity: Diversity = field(default_factory=Diversity)
@@ -135,6 +141,10 @@ class ServingConfig:
             raise ValueError("shown_limit must be >= 0 (0 = off) and shown_ttl_s >= 1")
         if self.shown_limit and not self.exposures:
             raise ValueError("shown_limit counts exposures: it needs exposures on")
+        if not 0 <= self.hot_live_share <= 1 or self.hot_live_bucket_s < 1 \
+                or self.hot_live_window_s < self.hot_live_bucket_s:
+            raise ValueError("hot_live_share must be in [0, 1] (0 = off), hot_live_bucket_s >= 1 and "
+                             "hot_live_window_s >= hot_live_bucket_s")
         if self.stage_workers < 0:
             raise ValueError("stage_workers must be >= 0 (0 = run the pipeline in the handler thread)")
         if not 0 < self.coarse_k <= self.recall_k:

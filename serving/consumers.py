@@ -1,7 +1,8 @@
 """The streams' consumers of one process, in background threads: the event-log and
 exposure-log writers (`vitrine.stream.log_writer`, each while this process holds its lease),
-a real-time updater (`serving.realtime`) and, with the "already shown" filter on, the shown
-counter (`serving.shown`). They run inside `vitrine serve` by default and alone in `vitrine
+a real-time updater (`serving.realtime`), with the "already shown" filter on the shown
+counter (`serving.shown`), and with live hot items on the hot counter (`serving.trending`).
+They run inside `vitrine serve` by default and alone in `vitrine
 consume` (a separate deployment: `--no-consumers` on the servers).
 
 Each loop survives Redis going away (it logs, waits and retries; what it had read stays
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from serving.config import ServingConfig
 from serving.realtime import RealtimeUpdater, realtime_reader, realtime_writer
 from serving.shown import SHOWN_GROUP, ShownCounter
+from serving.trending import HOT_GROUP, HotCounter
 from vitrine.config import Home
 from vitrine.stream.base import REALTIME_GROUP, EventStream
 from vitrine.stream.log_writer import StreamLogWriter, event_log_writer
@@ -48,13 +50,12 @@ def exposure_stream(client, shown: bool = False) -> RedisEventStream:
                             id_column=None)
 
 
-def _drop_shown_group(client) -> None:
+def _drop_group(client, key: str, group: str) -> None:
+    """A group nobody reads would hold the stream's trimming for ever."""
     import redis
 
-    from serving.exposures import STREAM_KEY
-
     try:
-        client.xgroup_destroy(STREAM_KEY, SHOWN_GROUP)
+        client.xgroup_destroy(key, group)
     except redis.exceptions.ResponseError:
         pass  # no stream yet
 
@@ -65,16 +66,18 @@ class Consumers:
     writers: list[StreamLogWriter]  # the event log's, the exposure log's
     updater: RealtimeUpdater
     shown: ShownCounter | None = None  # with `shown_limit` on
+    hot: HotCounter | None = None  # with `hot_live_share` on
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _flush: threading.Event = field(default_factory=threading.Event)
     _next_claim: float = 0.0  # when the updater next claims what dead consumers left pending
     _shown_recovered: bool = False
+    _hot_recovered: bool = False
     errors: int = 0
 
     @classmethod
     def for_home(cls, home: Home, config: ServingConfig, redis_url: str, store=None) -> Consumers:
-        from serving.exposures import GROUP, SCHEMA
+        from serving.exposures import GROUP, SCHEMA, STREAM_KEY
         from vitrine.featurestore.repo import feature_store, project_name
 
         store = store or feature_store(home, redis_url)
@@ -86,12 +89,17 @@ class Consumers:
         writers = [event_log_writer(stream, home.events, **batch),
                    StreamLogWriter(exposure_stream(client), home.exposures, group=GROUP, schema=SCHEMA,
                                    time_column="served_at", **batch)]
-        shown = None
+        shown = hot = None
         if config.shown_limit:
             shown = ShownCounter(exposure_stream(client, shown=True), client, config.shown_ttl_s)
-        else:  # a group nobody reads would hold the exposure stream's trimming for ever
-            _drop_shown_group(client)
-        return cls(stream, writers, updater, shown)
+        else:
+            _drop_group(client, STREAM_KEY, SHOWN_GROUP)
+        if config.hot_live_share:
+            stream.ensure_group(HOT_GROUP)
+            hot = HotCounter(stream, client, config.hot_live_window_s, config.hot_live_bucket_s)
+        else:
+            _drop_group(client, stream.key, HOT_GROUP)
+        return cls(stream, writers, updater, shown, hot)
 
     @property
     def writer(self) -> StreamLogWriter:
@@ -138,10 +146,18 @@ class Consumers:
             self._shown_recovered = True
         self.shown.step(block_ms=200)
 
+    def _count_hot(self) -> None:
+        if not self._hot_recovered:
+            self.hot.recover()
+            self._hot_recovered = True
+        self.hot.step(block_ms=200)
+
     def start(self) -> None:
         steps = [(w.group, lambda w=w: self._write(w)) for w in self.writers] + [("realtime", self._update)]
         if self.shown is not None:
             steps.append(("shown", self._count_shown))
+        if self.hot is not None:
+            steps.append(("hot", self._count_hot))
         for name, step in steps:
             thread = threading.Thread(target=self._loop, args=(name, step), name=f"vitrine-{name}", daemon=True)
             thread.start()
@@ -167,6 +183,8 @@ class Consumers:
         out[REALTIME_GROUP] = self.stream.lag(REALTIME_GROUP)
         if self.shown is not None:
             out[SHOWN_GROUP] = self.shown.stream.lag(SHOWN_GROUP)
+        if self.hot is not None:
+            out[HOT_GROUP] = self.stream.lag(HOT_GROUP)
         return out
 
     def settled(self) -> bool:
@@ -188,9 +206,10 @@ class Consumers:
                     for writer in self.writers:
                         writer.step(block_ms=10)
                         writer.flush()
-                    if self.shown is not None:
-                        self.shown.recover()
-                        self.shown.step(block_ms=10)
+                    for counter in (self.shown, self.hot):
+                        if counter is not None:
+                            counter.recover()
+                            counter.step(block_ms=10)
                 else:
                     time.sleep(0.01)
         finally:

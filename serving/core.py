@@ -87,6 +87,7 @@ class Core:
         if self.exposures is not None:
             self.exposures.start()
         self._read_shown = shown_reader(self.client, config.shown_limit) if config.shown_limit else None
+        self.refresh_live_hot()
         self.watchdog = Watchdog(config.stage_workers)  # a hung stage is abandoned at the deadline
         self._registry = home.feast / "registry.db"
         self._registry_stamp = self._stamp(self._registry)
@@ -139,6 +140,24 @@ class Core:
                                                                         request_id="warm-up"))
         return out
 
+    def refresh_live_hot(self) -> int:
+        """Hand what is hot now (counted from the event stream: serving/trending.py) to the
+        hot route, as rows of its catalogue; on every refresh. Returns the live items."""
+        route = None if self.models.current.retriever is None else self.models.current.retriever.routes.get("hot")
+        if not self.config.hot_live_share or route is None:
+            return 0
+        from serving.trending import hot_now, live_rows
+
+        c = self.config
+        try:
+            ranked = hot_now(self.client, c.hot_live_window_s, c.hot_live_bucket_s, top=max(c.recall_k, 500))
+        except Exception as e:  # Redis away: keep what the route has, try again next refresh
+            log.warning("live hot items not read", extra={"error": str(e)[:300]})
+            return len(route.live.state[0])
+        rows = live_rows(ranked, route.catalogue.row_of)
+        route.live.set(rows, c.hot_live_share)  # the holder its per-policy copies share
+        return len(rows)
+
     # --- background refresh -----------------------------------------------------------------
     @staticmethod
     def _stamp(path: Path) -> tuple[float, int] | None:
@@ -190,6 +209,7 @@ class Core:
         if any(o.startswith("loaded") for o in outcomes.values()):
             self.warm_up()
             settle_heap()
+        self.refresh_live_hot()
         return outcomes
 
     def start_refresher(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spark_jobs.io import EVENT_WEIGHTS, Clock
+from spark_jobs.io import Clock
 from spark_jobs.windows import (
     COUNTS,
     WINDOWS,
@@ -18,6 +18,7 @@ from spark_jobs.windows import (
     snapshot_frame,
     windowed_sums,
 )
+from vitrine.data.schemas import EVENT_WEIGHTS
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ snapshot and every window.
 
 from __future__ import annotations
 
-from spark_jobs.io import EVENT_WEIGHTS, Clock
+from spark_jobs.io import Clock
+from vitrine.data.schemas import EVENT_WEIGHTS
 
 WINDOWS = (1, 7, 30)
 LOOKBACK_DAYS = max(WINDOWS)

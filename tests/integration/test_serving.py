@@ -332,71 +332,14 @@ def test_tracking_with_redis_down_is_unavailable_and_a_resend_applies_it_once(st
 
 
 def test_fuzzed_requests_never_answer_internal(server, stub):
-    """1,000 seeded random requests (random bytes; random strings with unicode and control
-    characters; huge, negative and extreme numbers; odd times): every answer is OK or a status
-    the caller can act on with a message — never INTERNAL or UNKNOWN — and the server still
-    answers afterwards."""
-    import random
-    import string
+    """1,000 seeded random requests (benchmarks/fuzzing.py: random bytes; random strings with
+    unicode and control characters; huge, negative and extreme numbers; odd times; 1 ms
+    deadlines): every answer is OK or a status the caller can act on with a message — never
+    INTERNAL or UNKNOWN — and the server still answers afterwards."""
+    from benchmarks.fuzzing import fuzz
 
-    rng = random.Random(7)
-    alphabet = string.printable + "ßü中文🙂\x00\x01\x7f\u202e"
-
-    def text(n: int | None = None) -> str:
-        n = rng.choice([0, 1, 5, 40, 300, 3000]) if n is None else n
-        return "".join(rng.choice(alphabet) for _ in range(n))
-
-    def number() -> int:
-        return rng.choice([0, 1, -1, 7, 2**31, -(2**31), 2**63 - 1, -(2**63), 10**6])
-
-    def event() -> pb.Event:
-        kw = {"user_id": rng.choice(["fuzz-user", "", text()]), "item_id": rng.choice(["i1", "i2", text()]),
-              "event_type": rng.choice(["click", "purchase", "impression", text(5)]),
-              "event_time": rng.choice(["", "2262-04-11T00:00:00Z", "1677-01-01", text(20),
-                                        "2026-12-01T00:00:00+14:00", "9999-12-31T23:59:59Z"]),
-              "session_id": text(), "device": rng.choice(["", "ios", text(4)]), "region": text(),
-              "scene": rng.choice(["", "home", text(3)])}
-        if rng.random() < 0.5:
-            kw["position"] = number()
-        if rng.random() < 0.5:
-            kw["quantity"] = number()
-        if rng.random() < 0.5:
-            kw["price"] = rng.choice([0.0, -1.0, 1e308, -1e308, float("nan"), float("inf"), 3.5])
-        return pb.Event(**kw)
-
-    allowed = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-               grpc.StatusCode.RESOURCE_EXHAUSTED}
-    outcomes: dict[str, int] = {}
-    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        raw = {m: channel.unary_unary(f"/{SERVICE_NAME}/{m}", request_serializer=lambda b: b,
-                                      response_deserializer=lambda b: b) for m in ("Recommend", "TrackEvents")}
-        for i in range(1000):
-            kind = rng.choice(["bytes", "recommend", "track", "valid"])
-            try:
-                if kind == "valid":  # well-formed requests interleaved: the server keeps answering them
-                    recommend(stub, rng.choice(["u1", "u2", text(8)]) or "x", rng.choice([1, 5, 200]))
-                elif kind == "bytes":
-                    raw[rng.choice(["Recommend", "TrackEvents"])](rng.randbytes(rng.choice([1, 10, 300])), timeout=5)
-                elif kind == "recommend":
-                    ctx = pb.Context(device=rng.choice(["", "ios", text(4)]), region=text(), scene=text(3),
-                                     request_unix_s=rng.choice([0, 1, 2**62, -5]))
-                    channel.unary_unary(f"/{SERVICE_NAME}/Recommend",
-                                        request_serializer=pb.RecommendRequest.SerializeToString,
-                                        response_deserializer=pb.RecommendResponse.FromString)(
-                        pb.RecommendRequest(user_id=rng.choice(["u1", "", text()]), k=rng.choice([0, 1, 5, -3, 10**6]),
-                                            exclude_item_ids=[text(3) for _ in range(rng.choice([0, 2, 50]))],
-                                            context=ctx),
-                        timeout=rng.choice([5, 5, 0.001]))
-                else:
-                    channel.unary_unary(f"/{SERVICE_NAME}/TrackEvents",
-                                        request_serializer=pb.TrackEventsRequest.SerializeToString,
-                                        response_deserializer=pb.TrackEventsResponse.FromString)(
-                        pb.TrackEventsRequest(events=[event() for _ in range(rng.choice([0, 1, 3]))]), timeout=5)
-                outcomes["OK"] = outcomes.get("OK", 0) + 1
-            except grpc.RpcError as e:
-                outcomes[e.code().name] = outcomes.get(e.code().name, 0) + 1
-                assert e.code() in allowed, (i, kind, e.code(), e.details())
-                assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED or e.details(), (i, kind)
+    outcomes, bad = fuzz(server.port, 1000, seed=7)
+    assert bad == []
     assert outcomes.get("INVALID_ARGUMENT", 0) > 300 and outcomes.get("OK", 0) > 150, outcomes
     assert len(recommend(stub, "never-fuzzed", 2).items) == 2  # still serving
 
@@ -545,12 +488,14 @@ def test_property_every_http_answer_is_json_and_never_a_500(server, method, path
 
 
 @pytest.fixture(scope="module")
-def shown_server(served):
+def options_server(served):
+    """A server with the optional stream features on: the shown filter and live hot items."""
     home, url = served
-    yield from running_server(home, url, ServingConfig(port=0, http_port=None, reload_seconds=3600, shown_limit=2))
+    yield from running_server(home, url, ServingConfig(port=0, http_port=None, reload_seconds=3600, shown_limit=2,
+                                                       hot_live_share=0.5))
 
 
-def test_items_already_shown_twice_are_left_out(shown_server):
+def test_items_already_shown_twice_are_left_out(options_server):
     """`shown_limit: 2`: the exposure stream's shown counter counts each item per user; the
     third answer leaves out what the first two showed."""
     import redis
@@ -558,7 +503,7 @@ def test_items_already_shown_twice_are_left_out(shown_server):
     from serving.api import RecommendRequest
     from serving.shown import shown_key
 
-    core = shown_server.core
+    core = options_server.core
     first = [i.item_id for i in core.recommend(RecommendRequest(user_id="shown-u", k=1, request_id="s1")).items]
     second = [i.item_id for i in core.recommend(RecommendRequest(user_id="shown-u", k=1, request_id="s2")).items]
     assert first == second and len(first) == 1  # nothing new to rank on: the same item
@@ -569,3 +514,31 @@ def test_items_already_shown_twice_are_left_out(shown_server):
     assert len(third) == 1 and third != first
     other = [i.item_id for i in core.recommend(RecommendRequest(user_id="shown-v", k=1, request_id="s4")).items]
     assert other == first  # counted per user
+
+
+def test_what_is_hot_now_leads_the_hot_route(options_server):
+    """`hot_live_share: 0.5`: purchases tracked now, counted by the stream's hot counter, put
+    the coldest item of the daily order first in the hot route at the next refresh."""
+    import grpc
+
+    from serving.proto import pb_grpc
+
+    from serving.trending import hot_now
+
+    core = options_server.core
+    config = core.config
+    route = core.models.current.retriever.routes["hot"]
+    cold = str(route.catalogue.ids[route.order[-1]])
+    assert route.recall(None, 5).rows[0] != route.order[-1]
+    core.drain()  # what earlier tests tracked is counted too (the group reads what the stream still holds)
+    before = hot_now(core.client, config.hot_live_window_s, config.hot_live_bucket_s, top=1)
+    purchases = int((before[0][1] if before else 0) // 5) + 3  # 5 a purchase: more than the hottest item has
+    with grpc.insecure_channel(f"127.0.0.1:{options_server.port}") as channel:
+        pb_grpc.RecommenderStub(channel).TrackEvents(pb.TrackEventsRequest(events=[
+            pb.Event(user_id=f"hot-u{n}", item_id=cold, event_type="purchase") for n in range(purchases)]),
+            timeout=10)
+    core.drain()
+    assert core.refresh_live_hot() >= 1
+    assert route.recall(None, 5).rows[0] == route.order[-1], (before, cold, purchases)
+    core.refresh()  # the server's refresh cycle keeps it there
+    assert core.models.current.retriever.routes["hot"].recall(None, 5).rows[0] == route.order[-1]

@@ -240,3 +240,25 @@ def test_redis_refusing_writes_is_unavailable_not_an_error(stream, redis_url, tm
         while stream.client.info("persistence")["rdb_last_bgsave_status"] != "ok":
             time.sleep(0.05)
     assert stream.append(batch(["m1"])).written == 1
+
+
+def test_hot_counts_weigh_each_event_in_its_bucket_and_forget_the_old(stream):
+    """The live hot counter (serving/trending.py): clicks 1, carts 3, purchases 5, impressions
+    nothing, summed over the window's buckets; events older than the window not counted."""
+    from serving.trending import HOT_GROUP, HotCounter, hot_now
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    stream.ensure_group(HOT_GROUP)
+    stream.append(batch(["h1", "h2", "h3"], item="a", start=now - timedelta(minutes=5)))  # 3 clicks
+    stream.append(batch(["h4"], item="b", event_type="purchase", start=now - timedelta(minutes=50)))
+    stream.append(batch(["h5", "h6"], item="c", event_type="impression", start=now))
+    stream.append(batch(["h7"], item="d", event_type="purchase", start=now - timedelta(hours=3)))  # too old
+    stream.append(batch(["h8"], item="a", event_type="add_to_cart", start=now - timedelta(seconds=10)))
+    counter = HotCounter(stream, stream.client, window_s=3600, bucket_s=60)
+    while counter.step(block_ms=10):
+        pass
+    assert stream.lag(HOT_GROUP) == (0, 0)
+    assert hot_now(stream.client, 3600, 60, top=10) == [("a", 6.0), ("b", 5.0)]
+    assert hot_now(stream.client, 600, 60, top=10) == [("a", 6.0)]  # b's purchase is 50 minutes old
+    assert hot_now(stream.client, 3600, 60, top=1) == [("a", 6.0)]
+    assert not [k for k in stream.client.keys("vitrine:hot:*") if stream.client.ttl(k) < 0]  # all expire

@@ -48,6 +48,29 @@ def test_new_route_expires_and_hot_route_orders_by_heat(catalogue):
     assert HotRoute(catalogue).recall(UserState("u"), 3).rows.tolist() == [0, 1, 2]
 
 
+def test_hot_route_puts_what_is_hot_now_first_for_its_share(catalogue):
+    """Live rows (counted from the event stream) take the first `share` of the hot route's
+    list, the daily order the rest without repeating them; scores by position. A policy's copy
+    of the route, made before the rows arrived, sees them too (one shared holder)."""
+    import pandas as pd
+
+    from retrieval.service import Retriever
+
+    route = HotRoute(catalogue)
+    tuned = Retriever(catalogue, {"hot": route}, pd.DataFrame()).merger_for({"hot": {"signal": "heat"}})
+    copy = next(r for r in tuned.routes if r.name == "hot")
+    assert copy is not route
+    route.live.set(np.array([7, 1, 9]), 0.5)
+    for r in (route, copy):
+        got = r.recall(UserState("u"), 6)
+        assert got.rows.tolist() == [7, 1, 9, 0, 2, 3]  # round(6 × 0.5) live, then heat order without 1
+        assert np.all(np.diff(got.scores) < 0)
+    assert route.recall(UserState("u"), 2).rows.tolist() == [7, 0]  # round(2 × 0.5) = 1 live row
+    route.live.set(np.array([7, 1, 9]), 0.0)  # share 0: the daily order, its heat as scores
+    assert route.recall(UserState("u"), 3).rows.tolist() == [0, 1, 2]
+    assert route.recall(UserState("u"), 3).scores.tolist() == [12.0, 11.0, 10.0]
+
+
 def test_neighbour_route_can_expand_bought_items_beyond_the_recent_ones(catalogue):
     neighbours = {0: (np.array([1]), np.array([0.5])), 4: (np.array([2]), np.array([1.0]))}
     user = UserState("u", recent_items=["i0"], bought={"i4", "i0"})

@@ -88,6 +88,8 @@ class TableSchema:
 
 
 EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase")
+# how much an event counts towards an item's popularity (the daily heat, the live hot counts)
+EVENT_WEIGHTS = {"impression": 0.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 DEVICES = ("ios", "android", "web", "mini_program", "other")
 SCENES = ("home", "search", "category", "item_detail", "cart", "other")
 AGE_BANDS = ("<18", "18-24", "25-34", "35-44", "45-54", "55+")
