@@ -230,7 +230,7 @@ class _BoundedServer(ThreadingHTTPServer):
 
 class Gateway:
     def __init__(self, core, host: str, port: int, access: Access | None = None) -> None:
-        access = access or Access.from_settings(core.config.security)
+        access = access or Access.from_settings(core.config.security, core.client)
         handler = type("Handler", (_Handler,), {"core": core, "access": access})
         self.httpd = _BoundedServer((host, port), handler, tls=http_context(core.config.security))
         self.port = self.httpd.server_address[1]

@@ -98,21 +98,61 @@ class RateLimiter:
             return allowed
 
 
+# a token bucket in Redis, on Redis's clock: every server process draws from the same bucket
+_SHARED_BUCKET = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or t
+tokens = math.min(burst, tokens + math.max(0, t - at) * rate)
+local allowed = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return allowed
+"""
+
+
+class SharedRateLimiter:
+    """The public rate limit across server processes (`serve --processes N`, several hosts on
+    one Redis): one token bucket per client address in Redis (`vitrine:ratelimit:<address>`,
+    expiring once full again). Redis away: each process's own bucket (`RateLimiter`) decides,
+    so the limit is per process until it is back — never a refusal for Redis's sake."""
+
+    def __init__(self, client, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.local = RateLimiter(rate, burst)
+        self._bucket = client.register_script(_SHARED_BUCKET)
+
+    def allow(self, key: str) -> bool:
+        try:
+            return bool(self._bucket(keys=[f"vitrine:ratelimit:{key}"], args=[self.rate, self.burst]))
+        except Exception:
+            return self.local.allow(key)
+
+
 @dataclass
 class Access:
     """The tokens and rules of one server; built once from `Security` at start."""
 
     tokens: dict[str, bytes | None]
     origins: frozenset[str]
-    limiter: RateLimiter
+    limiter: RateLimiter | SharedRateLimiter
 
     @classmethod
-    def from_settings(cls, security: Security) -> Access:
+    def from_settings(cls, security: Security, redis_client=None) -> Access:
+        """`redis_client`: the public rate limit is kept there, shared by every process."""
         tokens = {scope: _read_token(scope, getattr(security, f"{scope}_token_file")) for scope in SCOPES}
         if tokens["admin"] is None:
             tokens["admin"] = tokens["write"]
-        return cls(tokens, frozenset(security.collect_origins),
-                   RateLimiter(security.public_rate_per_s, security.public_burst))
+        rate, burst = security.public_rate_per_s, security.public_burst
+        limiter = RateLimiter(rate, burst) if redis_client is None else SharedRateLimiter(redis_client, rate, burst)
+        return cls(tokens, frozenset(security.collect_origins), limiter)
 
     @property
     def closed(self) -> bool:

@@ -67,7 +67,7 @@ MAX_SEND_BYTES = 4 << 20
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     def __init__(self, core: Core, access: Access | None = None) -> None:
         self.core = core
-        self.access = access or Access.from_settings(core.config.security)
+        self.access = access or Access.from_settings(core.config.security, core.client)
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's methods with tolerant request parsing (see `Undecodable`)."""
@@ -147,7 +147,7 @@ def start_server(core: Core, port: int | None = None, http_port: int | None = -1
     (-1 = the configured port, 0 = any free port). Tokens, TLS and the exposure check come
     from `config.security` (serving/security.py)."""
     config = core.config
-    access = Access.from_settings(config.security)
+    access = Access.from_settings(config.security, core.client)
     check_exposure(config, access)
     credentials = grpc_credentials(config.security)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.grpc_workers,

@@ -110,6 +110,14 @@ def test_gateway_tokens_origins_and_the_public_rate_limit(closed, caplog):
         assert status == 200 and answer["accepted"] == 1 and headers["Access-Control-Allow-Origin"] == SHOP
     status, headers, answer = http(closed, "POST", "/collect", [event], Origin=SHOP)
     assert status == 429 and headers["Retry-After"] == "1" and "without a token" in answer["error"]
+    # the bucket is in Redis: another server process (a second Access on the same Redis) refuses too
+    import redis
+
+    from serving.security import Access, RateLimited
+
+    other = Access.from_settings(closed.core.config.security, redis.Redis.from_url(closed.core.redis_url))
+    with pytest.raises(RateLimited):
+        other.limit("127.0.0.1", "POST /collect")
     # a back end with the token is not limited
     status, _, answer = http(closed, "POST", "/collect", [event], Authorization=f"Bearer {WRITE}")
     assert status == 200 and answer["accepted"] == 1

@@ -74,6 +74,16 @@ def test_rate_limiter_buckets_per_client():
     assert set(limiter._buckets) == {"a", "c"}
 
 
+def test_shared_rate_limit_falls_back_to_the_process_bucket_without_redis():
+    import redis
+
+    from serving.security import SharedRateLimiter
+    from vitrine.online.redis_local import free_port
+
+    limiter = SharedRateLimiter(redis.Redis(port=free_port(), socket_connect_timeout=0.2), rate=0.01, burst=2)
+    assert [limiter.allow("a") for _ in range(3)] == [True, True, False]  # never refused for Redis's sake
+
+
 def test_public_limit_message_and_status(tmp_path):
     a = access(tmp_path, public_rate_per_s=1.0, public_burst=1)
     a.limit("10.0.0.1", "POST /collect")
