@@ -14,7 +14,6 @@ from pathlib import Path
 from vitrine.config import Home
 from vitrine.errors import VitrineError
 
-EVENT_WEIGHTS = {"impression": 0.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 POSITIVE_TYPES = ("click", "add_to_cart", "purchase")
 
 
@@ -29,6 +28,17 @@ def read_events(spark, home: Home):
         raise NoEvents(f"the event log in {home.events} is empty: run `vitrine ingest --events ...` first")
     df = spark.read.parquet(str(home.events))
     return df.withColumn("day", F.to_date("event_time"))
+
+
+def read_exposures(spark, home: Home):
+    """The exposure log (what `Recommend` answered, one row per item shown), or None when the
+    home has none."""
+    from pyspark.sql import functions as F
+
+    if not any(home.exposures.glob("date=*/*.parquet")):
+        return None
+    df = spark.read.parquet(str(home.exposures))
+    return df.withColumn("day", F.to_date("served_at"))
 
 
 def read_catalog(spark, home: Home, table: str, history: bool = False):

@@ -80,7 +80,7 @@ def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_d
     from pyspark.sql import functions as F
 
     from spark_jobs import item_features, relations, samples, user_features
-    from spark_jobs.io import make_clock, read_catalog, read_events, recover_tables, write_table
+    from spark_jobs.io import make_clock, read_catalog, read_events, read_exposures, recover_tables, write_table
 
     unknown = set(only or ()) - set(TABLES)
     if unknown:
@@ -114,7 +114,7 @@ def run_features(home: Home, spark, *, as_of: datetime | None = None, snapshot_d
         "content_neighbours": lambda: relations.content_neighbours(items, clock),
         "als_user_factors": lambda: als_part("als_user_factors"),
         "als_item_factors": lambda: als_part("als_item_factors"),
-        "samples": lambda: samples.labelled_samples(events, clock, items),
+        "samples": lambda: samples.labelled_samples(events, clock, items, exposures=read_exposures(spark, home)),
     }
     home.features.mkdir(parents=True, exist_ok=True)
     for name, job in jobs.items():

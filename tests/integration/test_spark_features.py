@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from spark_jobs.run import run_features
-from tests.integration.conftest import EVENTS
+from tests.integration.conftest import EVENTS, ITEMS
 from vitrine.config import Home
 from vitrine.data.ingest import ingest
 
@@ -117,6 +117,41 @@ def test_click_only_logs_get_sampled_negatives(tmp_path: Path, spark):
     assert not set(zip(negatives.user_id, negatives.item_id, negatives.session_id, strict=True)) & pos_keys
     ub = table(home, "user_behaviour")
     assert ub.ctr_30d.isna().all()  # no impressions, no CTR — not a made-up number
+
+
+def test_our_exposures_are_impressions_labelled_by_the_events_naming_them(tmp_path: Path, spark):
+    """An answer (request r1) showed i1 and i2 to u1; u1 clicked i1 naming r1. The samples get
+    one row per item shown, at the time served and its position, labelled by that click; the
+    click labels only the exposure; an answer after the feature clock is left out."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving.exposures import SCHEMA
+
+    header, *lines = EVENTS.strip().splitlines()
+    csv = "\n".join([header + ",request_id", *(line + "," for line in lines),
+                      "2024-05-03T09:30:00Z,u1,i1,click,s2,10,,r1"]) + "\n"
+    (tmp_path / "events.csv").write_text(csv)
+    (tmp_path / "items.csv").write_text(ITEMS)
+    home = Home(tmp_path / "home")
+    ingest(home, items=[tmp_path / "items.csv"], events=[tmp_path / "events.csv"])
+
+    def shown(request: str, at: str, item: str, position: int) -> dict:
+        return {"request_id": request, "served_at": datetime.fromisoformat(at), "user_id": "u1", "item_id": item,
+                "position": position, "arm": "control", "degraded": False}
+
+    rows = [shown("r1", "2024-05-03T09:20:00+00:00", "i1", 0), shown("r1", "2024-05-03T09:20:00+00:00", "i2", 1),
+            shown("r2", "2024-05-03T13:00:00+00:00", "i3", 0)]  # after the clock (12:00:10)
+    (home.exposures / "date=2024-05-03").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{n: r.get(n) for n in SCHEMA.names} for r in rows], schema=SCHEMA),
+                   home.exposures / "date=2024-05-03" / "part-0.parquet")
+    run_features(home, spark, only=["samples"])
+    s = table(home, "samples")
+    served = s[s.event_timestamp == pd.Timestamp("2024-05-03T09:20:00Z")].set_index("item_id")
+    assert served.loc["i1", ["label_click", "position", "merchant_id"]].tolist() == [1, 0, "m1"]
+    assert served.loc["i2", ["label_click", "label_purchase", "position"]].tolist() == [0, 0, 1]
+    assert not served.sampled.any() and served.session_id.isna().all()
+    assert len(s) == 5 + 2  # the log's five impressions, the two items shown; r2 and the click are no rows
 
 
 def test_segment_thresholds_rise_with_the_log_and_never_fall_below_their_floors(spark):
