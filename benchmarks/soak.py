@@ -9,8 +9,8 @@ calls, errors, degraded answers, client latency p50 / p99 per method, each pipel
 Targets (issue 16): 0 errors, memory flat within 10 % (last minute against the second: the
 first loads and warms up), per-stage p99 stable.
 
-    .venv/bin/python benchmarks/soak.py --home /tmp/h/demo10 --minutes 10 --rate 100
-    # raw: benchmarks/results/soak.json
+    .venv/bin/python benchmarks/soak.py --home /tmp/h/demo10 --minutes 10 --rate 100 [--processes 2]
+    # raw: benchmarks/results/soak-p<processes>.json
 """
 
 from __future__ import annotations
@@ -35,10 +35,17 @@ STAGES = ("features", "recall", "coarse", "fine", "adjust")
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the server: the process and its children (`--processes N`)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0
+    for p in (proc, *proc.children(recursive=True)):
+        try:
+            total += p.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
 
 
 def stage_buckets(http_port: int) -> dict[str, list[tuple[float, float]]]:
@@ -74,6 +81,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=100.0, help="calls a second, both methods together")
     p.add_argument("--track-share", type=float, default=0.2, help="share of the calls that are TrackEvents")
     p.add_argument("--callers", type=int, default=8)
+    p.add_argument("--processes", type=int, default=1, help="server processes (vitrine serve --processes)")
     args = p.parse_args()
 
     import grpc
@@ -88,6 +96,7 @@ def main() -> None:
     config.write_text(json.dumps({"reload_seconds": 5.0}))
     port, http_port = free_port(), free_port()
     server = start_vitrine(args.home, "serve", "--port", str(port), "--http-port", str(http_port),
+                           "--processes", str(args.processes),
                            "--config", str(config))
     run = f"soak{int(time.time())}"
     lock = threading.Lock()
@@ -154,7 +163,8 @@ def main() -> None:
     server.terminate()
     server.wait()
     growth = (rows[-1]["rss_mib"] / rows[1]["rss_mib"] - 1) * 100 if len(rows) > 1 else 0.0
-    out = {"minutes": args.minutes, "rate": args.rate, "track_share": args.track_share, "rows": rows,
+    out = {"minutes": args.minutes, "rate": args.rate, "track_share": args.track_share,
+           "processes": args.processes, "rows": rows,
            "errors": sum(r["errors"] for r in rows), "rss_growth_pct": round(growth, 1)}
     print("| minute | Recommend | TrackEvents | errors | degraded | Recommend p50 / p99 | TrackEvents p50 / p99 "
           "| stage p99 (features · recall · coarse · fine · adjust) | RSS |")
@@ -168,7 +178,7 @@ def main() -> None:
     print(f"errors {out['errors']}, RSS growth {growth:+.1f} % (minute 2 to the last)")
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "soak.json").write_text(json.dumps(out, indent=2))
+    (results / f"soak-p{args.processes}.json").write_text(json.dumps(out, indent=2))
     sys.exit(1 if out["errors"] or abs(growth) > 10 else 0)
 
 

@@ -65,7 +65,7 @@ class EventCollector:
                               references={"item_id": (known, "item")} if known is not None else None,
                               time_bounds={"event_time": window})
         rejections = [Rejection(int(r.row), str(r.field), str(r.reason))
-                      for r in checked.rejects.itertuples(index=False)]
+                      for r in checked.rejects.itertuples(index=False)] if checked.rejected_count else []
         self.metrics.events.labels("rejected").inc(checked.rejected_count)
         if checked.accepted.num_rows == 0:
             detail = "; ".join(f"events[{r.index}].{r.field}: {r.reason}" for r in rejections[:10])

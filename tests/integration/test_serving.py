@@ -522,7 +522,6 @@ def test_what_is_hot_now_leads_the_hot_route(options_server):
     import grpc
 
     from serving.proto import pb_grpc
-
     from serving.trending import hot_now
 
     core = options_server.core

@@ -61,6 +61,11 @@ def _np_mask(arr: pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(arr, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
+# the instants pandas can hold (datetime64[ns]), in µs: beyond them a value is unparsable, as
+# pandas would say, whoever parses it
+_PANDAS_RANGE = (pd.Timestamp.min.value // 1000 + 1, pd.Timestamp.max.value // 1000)
+
+
 def _parse_timestamp(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     """Timestamp column → (timestamp[us, UTC], mask of present-but-unparsable)."""
     target = pa.timestamp("us", tz="UTC")
@@ -72,6 +77,13 @@ def _parse_timestamp(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
     if pa.types.is_date(arr.type):
         return pc.cast(pc.cast(arr, pa.timestamp("us")), target), np.zeros(len(arr), dtype=bool)
     text = _as_text(arr)
+    try:  # every value ISO-8601 with a zone (what servers and exports send): Arrow parses it alone
+        parsed = pc.cast(text, target)
+        lo, hi = pc.min_max(parsed).values()
+        if lo.as_py() is None or (_PANDAS_RANGE[0] <= lo.value and hi.value <= _PANDAS_RANGE[1]):
+            return parsed, np.zeros(len(arr), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass  # no zone, nanoseconds, beyond pandas' years, unparsable: pandas decides value by value
     present = _np_mask(pc.is_valid(text))
     series = pd.Series(text.to_numpy(zero_copy_only=False), dtype=object)
     parsed = pd.to_datetime(series, utc=True, errors="coerce", format="ISO8601")
@@ -90,8 +102,12 @@ def _parse_number(arr: pa.Array, kind: Kind) -> tuple[pa.Array, np.ndarray, np.n
     else:
         text = _as_text(arr)
         present = _np_mask(pc.is_valid(text))
-        values = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object),
-                               errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        try:  # every value a plain number: Arrow parses it alone
+            values = pc.cast(text, pa.float64()).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = pd.to_numeric(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object),
+                                   errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        values = np.where(present, values, np.nan)
         unparsable = present & np.isnan(values)
     values = np.asarray(values, dtype=float)
     unparsable |= np.isinf(values)
@@ -221,8 +237,15 @@ def check_batch(batch: pa.Table | pa.RecordBatch, schema: TableSchema, *, source
                    rejected_count=int(bad.sum()))
 
 
+_EMPTY_REJECTS = None
+
+
 def _empty_rejects() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "object") for c in REJECT_COLUMNS})
+    global _EMPTY_REJECTS
+    if _EMPTY_REJECTS is None:  # built once: a server checks a handful of events per call
+        _EMPTY_REJECTS = pd.DataFrame({c: pd.Series(dtype="int64" if c == "row" else "object")
+                                       for c in REJECT_COLUMNS})
+    return _EMPTY_REJECTS.copy()
 
 
 def _reject_records(table: pa.Table, failures: list[_Failure], rows: np.ndarray,
