@@ -344,6 +344,20 @@ def test_fuzzed_requests_never_answer_internal(server, stub):
     assert len(recommend(stub, "never-fuzzed", 2).items) == 2  # still serving
 
 
+def test_huge_exclude_lists_and_oversize_messages_are_refused_with_a_reason(stub):
+    """10,000 excluded ids (under the message limit): INVALID_ARGUMENT naming the cap; 10⁶ ids
+    (over the 4 MiB limit): RESOURCE_EXHAUSTED from gRPC, before any of it is decoded."""
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Recommend(pb.RecommendRequest(user_id="u1", k=5, exclude_item_ids=[f"x{i}" for i in range(10_000)]),
+                       timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 1000 allowed" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        stub.Recommend(pb.RecommendRequest(user_id="u1", k=5, exclude_item_ids=[f"x{i}" for i in range(10**6)]),
+                       timeout=30)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in e.value.details()
+    assert len(recommend(stub, "after-huge", 2).items) == 2  # still serving
+
+
 def test_every_answer_is_in_the_exposure_log_and_clicks_join_it(stub, server, served):
     """Answers → the exposure stream → the dated exposure log (one row per item shown, with
     the arm and the request id); a click naming the answer's request id joins it in the A/B
