@@ -20,11 +20,12 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from serving.api import Rejection, TrackResult
 from serving.config import ServingConfig
 from serving.metrics import Metrics
-from serving.validation import InvalidRequest, Unavailable, event_batch
+from serving.validation import InvalidRequest, Unavailable, batch_size, event_batch
 from vitrine.data.eventlog import fill_event_ids, first_occurrences
 from vitrine.data.schemas import EVENTS
 from vitrine.data.validate import check_batch
@@ -49,19 +50,38 @@ def events_table(events: Sequence[dict[str, Any]], now: datetime) -> pa.Table:
     return pa.table(columns)
 
 
+def _now_if_blank(table: pa.Table, now: datetime) -> pa.Table:
+    """A missing or blank event time is `now` (as `events_table` does for objects)."""
+    if "event_time" not in table.column_names:
+        return table.append_column("event_time", pa.array([now.isoformat()] * table.num_rows, pa.string()))
+    times = table.column("event_time")
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(times), ""), True)
+    if not pc.any(blank).as_py():
+        return table
+    filled = pc.if_else(blank, pa.scalar(now.isoformat(), pa.string()), times)
+    return table.set_column(table.column_names.index("event_time"), "event_time", filled)
+
+
 class EventCollector:
     def __init__(self, config: ServingConfig, metrics: Metrics, stream: EventStream,
                  known_items: Callable[[], Container[str] | None]) -> None:
         self.config, self.metrics, self.stream, self.known_items = config, metrics, stream, known_items
 
-    def track(self, events: Sequence[Any]) -> TrackResult:
-        batch = event_batch(self.config, events)
+    def track(self, events: Sequence[Any] | pa.Table) -> TrackResult:
+        """`events`: objects (JSON, `POST /collect`), or a table of the event fields as sent
+        (`TrackEvents`: text, and the optional numbers typed; built column by column, without
+        a dict per event)."""
         now = datetime.now(UTC)
+        if isinstance(events, pa.Table):
+            batch_size(self.config, events.num_rows)
+            table = _now_if_blank(events, now)
+        else:
+            table = events_table(event_batch(self.config, events), now)
         known = self.known_items()
         clock = pd.Timestamp(now).floor("s")
         window = (clock - pd.Timedelta(days=self.config.event_past_days),
                   clock + pd.Timedelta(minutes=self.config.event_future_minutes))
-        checked = check_batch(events_table(batch, now), EVENTS, source="track", first_row=0,
+        checked = check_batch(table, EVENTS, source="track", first_row=0,
                               references={"item_id": (known, "item")} if known is not None else None,
                               time_bounds={"event_time": window})
         rejections = [Rejection(int(r.row), str(r.field), str(r.reason))

@@ -13,7 +13,7 @@ from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
-from google.protobuf.json_format import MessageToDict
+import pyarrow as pa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -40,6 +40,22 @@ def track_pb(result: TrackResult) -> pb.TrackEventsResponse:
     return pb.TrackEventsResponse(accepted=result.accepted, duplicates=result.duplicates,
                                   rejections=[pb.Rejection(index=r.index, field=r.field, reason=r.reason)
                                               for r in result.rejections])
+
+
+def events_table_pb(events) -> pa.Table:
+    """`Event` messages as the collector's table, a column per field: strings as sent (empty
+    = missing), the optional numbers where set (integers typed, doubles as their text)."""
+    columns = {}
+    for f in pb.Event.DESCRIPTOR.fields:
+        if f.type == f.TYPE_STRING:
+            columns[f.name] = pa.array([getattr(e, f.name) for e in events], pa.string())
+        elif f.type == f.TYPE_DOUBLE:  # as text: a NaN or infinity is then rejected as "not a number"
+            columns[f.name] = pa.array([repr(getattr(e, f.name)) if e.HasField(f.name) else None for e in events],
+                                       pa.string())
+        else:
+            columns[f.name] = pa.array([getattr(e, f.name) if e.HasField(f.name) else None for e in events],
+                                       pa.int64())
+    return pa.table(columns)
 
 
 class Undecodable:
@@ -109,8 +125,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
 
     def TrackEvents(self, request: pb.TrackEventsRequest, context: grpc.ServicerContext) -> pb.TrackEventsResponse:
         def run() -> pb.TrackEventsResponse:
-            events = [MessageToDict(e, preserving_proto_field_name=True) for e in request.events]
-            return track_pb(self.core.track(events))
+            return track_pb(self.core.track(events_table_pb(request.events)))
 
         return self._call("TrackEvents", "write", context, run, request)
 

@@ -88,15 +88,19 @@ def recommend_request(config: ServingConfig, *, user_id: str, k: int, device: st
                             request_id=request_id or uuid.uuid4().hex)
 
 
+def batch_size(config: ServingConfig, n: int) -> None:
+    """A TrackEvents batch holds 1 to `max_events` events."""
+    if not n:
+        raise InvalidRequest("events is empty: send at least one event")
+    if n > config.max_events:
+        raise InvalidRequest(f"{n} events in one request; at most {config.max_events} allowed (split the batch)")
+
+
 def event_batch(config: ServingConfig, events: Sequence[Any]) -> list[dict[str, Any]]:
     """The shape of a TrackEvents batch: a non-empty list of objects with known fields."""
     if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
         raise InvalidRequest("events must be a list of event objects")
-    if not events:
-        raise InvalidRequest("events is empty: send at least one event")
-    if len(events) > config.max_events:
-        raise InvalidRequest(f"{len(events)} events in one request; at most {config.max_events} allowed "
-                             "(split the batch)")
+    batch_size(config, len(events))
     out = []
     for i, event in enumerate(events):
         if not isinstance(event, Mapping):
