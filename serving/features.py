@@ -98,6 +98,7 @@ class UserFeatureReader:
             for name, _ in view.features:
                 self._fields[field_key(view.name, name)] = f"{view.name}__{name}"
         self.names = list(self._fields.values())
+        self.fields = [*self._fields, *self._ts_fields]  # the hash fields `decode` reads (for HMGET)
 
     def key(self, user_id: str) -> bytes:
         return entity_keys({"user_id": [user_id]}, self.project)[0]

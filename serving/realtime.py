@@ -89,7 +89,7 @@ def realtime_row(user_id: str, current: UserFeatures, events: Sequence[tuple[int
 
 class RealtimeUpdater:
     def __init__(self, stream: EventStream, reader: UserFeatureReader,
-                 write: Callable[[Any, pd.DataFrame], None], config: ServingConfig,
+                 write: Callable[..., None], config: ServingConfig,
                  consumer: str | None = None) -> None:
         self.stream, self.reader, self.write, self.config = stream, reader, write, config
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -139,13 +139,15 @@ class RealtimeUpdater:
             with client.pipeline(transaction=True) as tx:
                 try:
                     tx.watch(*keys)
+                    fields = [*self.reader.fields, APPLIED_FIELD]  # not the user's other ~40 fields
                     with client.pipeline(transaction=False) as reads:
                         for key in keys:
-                            reads.hgetall(key)
-                        raw = reads.execute()
+                            reads.hmget(key, fields)
+                        raw = [{f: v for f, v in zip(fields, got, strict=True) if v is not None}
+                               for got in reads.execute()]
                     rows, guards, count = [], [], 0
                     now_us = time.time_ns() // 1000
-                    for user, key, stored in zip(users, keys, raw, strict=True):
+                    for user, stored in zip(users, raw, strict=True):
                         done = [d for d in (stored.get(APPLIED_FIELD) or b"").decode().split(",") if d]
                         skip = set(done)
                         mine = sorted((e for e in events[user] if e[3] not in skip), key=lambda e: e[0])
@@ -154,13 +156,11 @@ class RealtimeUpdater:
                         rows.append(realtime_row(user, self.reader.decode(stored), [e[:3] for e in mine], now_us,
                                                  self.config.recent_items_max, self.config.bought_items_max))
                         ids = [*done, *dict.fromkeys(e[3] for e in mine)][-APPLIED_KEEP:]
-                        guards.append((key, ",".join(ids)))
+                        guards.append({APPLIED_FIELD: ",".join(ids).encode()})
                         count += len(mine)
                     tx.multi()
                     if rows:
-                        self.write(tx, pd.DataFrame(rows))
-                        for key, ids in guards:
-                            tx.hset(key, APPLIED_FIELD, ids)
+                        self.write(tx, rows, guards)  # each row with its applied ids, one HSET a user
                     tx.execute()
                     return count
                 except redis.WatchError:
@@ -182,11 +182,11 @@ def realtime_reader(client, store, project: str) -> UserFeatureReader:
     return UserFeatureReader(client, project, views, clock_us=None)
 
 
-def realtime_writer(store, project: str) -> Callable[[Any, pd.DataFrame], None]:
-    """`write(pipe, rows)`: queue rows of the push source `user_realtime_push` on a Redis
+def realtime_writer(store, project: str) -> Callable[..., None]:
+    """`write(pipe, rows, extra=None)`: queue rows (dicts) of the push source `user_realtime_push` on a Redis
     pipeline for every online view it feeds, byte for byte as Feast's `store.push(..., ONLINE)`
-    writes them (vitrine/featurestore/encode.py, the encoder materialisation uses; tested
-    against Feast's own push).
+    writes them (vitrine/featurestore/encode.py, whose row encoder gives the bytes of the
+    column encoder materialisation uses; tested against Feast's own push).
 
     Feast's push spends ~60 ms a call deserialising its registry (every feature view and
     service, with runtime type checks) before writing; the views are resolved here once."""
@@ -198,10 +198,15 @@ def realtime_writer(store, project: str) -> Callable[[Any, pd.DataFrame], None]:
         raise ValueError(f"no online feature view is fed by the push source {PUSH_SOURCE!r}: run feast apply")
     layouts = [encode.ViewLayout.of(view) for view in views]
 
-    def write(pipe, df: pd.DataFrame) -> None:
-        for layout in layouts:
-            for rkey, fields in layout.rows(df, project):
-                pipe.hset(rkey, mapping=dict(fields))
+    def write(pipe, rows: Sequence[dict[str, Any]], extra: Sequence[dict[bytes, bytes]] | None = None) -> None:
+        """`extra`: fields of our own (outside Feast's) written with each row of the first view."""
+        for n, layout in enumerate(layouts):
+            for i, row in enumerate(rows):  # a row at a time: ~100 rows a call, where pandas' fixed costs dominate
+                rkey, fields = layout.row(row, project)
+                mapping = dict(fields)
+                if extra is not None and n == 0:
+                    mapping.update(extra[i])
+                pipe.hset(rkey, mapping=mapping)
 
     return write
 

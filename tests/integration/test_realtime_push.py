@@ -35,7 +35,7 @@ def test_direct_push_bytes_equal_feasts_push(served):
 
     feast_pusher(store)(row("via-feast"))
     with client.pipeline(transaction=False) as pipe:
-        realtime_writer(store, project_name())(pipe, row("via-direct"))
+        realtime_writer(store, project_name())(pipe, row("via-direct").to_dict("records"))
         pipe.execute()
     key = {u: encode.entity_keys({"user_id": [u]}, project_name())[0] for u in ("via-feast", "via-direct")}
     by_feast, direct = client.hgetall(key["via-feast"]), client.hgetall(key["via-direct"])
