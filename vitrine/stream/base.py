@@ -23,6 +23,7 @@ be installed on the machines this project is built on, and an untested one would
 
 from __future__ import annotations
 
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,16 +55,37 @@ class Entry:
     events: pa.Table  # the batch's events that were not duplicates (`EVENTS` columns)
 
 
+_ZSTD = b"vz1"  # zstd-compressed Arrow IPC: this tag, the IPC length (4 bytes, little-endian), the frame
+_LENGTH = struct.Struct("<I")
+_codec: pa.Codec | None = None
+
+
+def _zstd() -> pa.Codec:
+    global _codec
+    if _codec is None:
+        _codec = pa.Codec("zstd")
+    return _codec
+
+
 def encode_events(table: pa.Table) -> bytes:
-    """A batch of events as Arrow IPC bytes (typed, compact; no pickle)."""
+    """A batch of events as Arrow IPC bytes (typed; no pickle), compressed whole with zstd: a
+    batch of 100 events is ~14 KB of IPC and ~4 KB compressed, for ~35 µs; the stream's Redis
+    memory and append-only file shrink with it (Arrow's own per-buffer IPC compression costs
+    10× more on batches this small)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes()
+    raw = sink.getvalue()
+    return _ZSTD + _LENGTH.pack(raw.size) + _zstd().compress(raw, asbytes=True)
 
 
 def decode_events(data: bytes) -> pa.Table:
-    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
+    """`encode_events`' bytes (or plain IPC, as entries appended before compression were)."""
+    if data[:len(_ZSTD)] == _ZSTD:
+        start = len(_ZSTD) + _LENGTH.size
+        (size,) = _LENGTH.unpack_from(data, len(_ZSTD))
+        data = _zstd().decompress(memoryview(data)[start:], decompressed_size=size)
+    with pa.ipc.open_stream(pa.py_buffer(data) if isinstance(data, bytes) else data) as reader:
         return reader.read_all()
 
 
