@@ -10,7 +10,7 @@ import pytest
 
 from retrieval.routes import Catalogue, CategoryRoute, HotRoute
 from retrieval.service import Retriever
-from training.ranking.negatives import NegativeSettings, recall_samples, resolve_source
+from training.ranking.negatives import NegativeSettings, logged_parts, recall_samples, resolve_source
 
 
 @pytest.fixture
@@ -71,3 +71,12 @@ def test_source_is_logged_when_the_samples_are_impressions():
     assert resolve_source(drawn, NegativeSettings(source="popularity")) == "popularity"
     with pytest.raises(ValueError, match="choose one of"):
         NegativeSettings(source="random")
+
+
+def test_exposures_nobody_clicked_are_negatives_not_positives_to_condition():
+    # a click log's positives, popularity draws, and rows of our own exposures (clicked or not)
+    rows = pd.DataFrame({"item_id": ["click", "drawn", "shown-clicked", "shown-ignored"],
+                         "sampled": [False, True, False, False], "label_click": [1, 0, 1, 0]})
+    positives, shown = logged_parts(rows)
+    assert positives["item_id"].tolist() == ["click", "shown-clicked"]
+    assert shown["item_id"].tolist() == ["shown-ignored"]

@@ -33,7 +33,7 @@ import pandas as pd
 
 from ranking.layout import Layout
 from training.ranking.negatives import DEFAULT as DEFAULT_NEGATIVES
-from training.ranking.negatives import NegativeSettings, recall_samples, resolve_source
+from training.ranking.negatives import NegativeSettings, logged_parts, recall_samples, resolve_source
 from vitrine.config import Home
 from vitrine.featurestore.contract import service_fields
 from vitrine.featurestore.repo import feature_store
@@ -167,6 +167,9 @@ def load_ranking_data(home: Home, redis_url: str, *, fraction: float = TRAIN_FRA
     if source == "recall":  # the rows depend on the retriever: its two-tower version keys the cache
         key["negatives_from"] = {"two_tower": _published("two_tower", home), "pool": negatives.pool,
                                  "per_positive": negatives.per_positive}
+        shown = len(logged_parts(samples)[1])
+        if shown:  # our exposures nobody clicked (built as positives before: caches from then are stale)
+            key["shown_negatives"] = shown
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     path = home.datasets / f"{services[0]}-f{fraction:g}-e{eval_fraction:g}-{window[1][:10]}-{digest}.parquet"
     cached = path.exists() and not rebuild
@@ -184,12 +187,14 @@ def load_ranking_data(home: Home, redis_url: str, *, fraction: float = TRAIN_FRA
             from retrieval.service import Retriever
 
             retriever = Retriever.load(home)
-            logged = rows[~rows["sampled"].astype(bool)]
+            logged, shown = logged_parts(rows)
             positives = build_training_set(home, redis_url, [*services, RECALL_SERVICE], entity_df=logged).frame
             kept, negative_rows, _ = recall_samples(retriever, positives, replace(negatives, seed=seed))
-            drawn = build_training_set(home, redis_url, services, entity_df=negative_rows).frame
-            recall_only = [c for c in positives.columns if c not in drawn.columns and "__" in c]
-            frame = pd.concat([positives[kept].drop(columns=recall_only), drawn], ignore_index=True).sort_values(
+            parts = [build_training_set(home, redis_url, services, entity_df=negative_rows).frame]
+            if len(shown):  # our exposures nobody clicked: impressions as served, not positives to condition
+                parts.append(build_training_set(home, redis_url, services, entity_df=shown).frame)
+            recall_only = [c for c in positives.columns if c not in parts[0].columns and "__" in c]
+            frame = pd.concat([positives[kept].drop(columns=recall_only), *parts], ignore_index=True).sort_values(
                 ["event_timestamp", "user_id", "item_id"], kind="stable").reset_index(drop=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

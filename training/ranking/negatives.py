@@ -60,6 +60,15 @@ def resolve_source(samples: pd.DataFrame, settings: NegativeSettings) -> str:
     return "recall" if settings.source == "auto" else settings.source
 
 
+def logged_parts(rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The logged (not sampled) rows of a log without impressions, in two: the positives,
+    which recall conditions and draws negatives for; and the rows of our own exposures nobody
+    clicked (spark_jobs/samples.py), negatives as they were shown, kept as they are."""
+    logged = rows[~rows["sampled"].astype(bool)]
+    clicked = logged["label_click"].fillna(0).astype(int).to_numpy() == 1
+    return logged[clicked], logged[~clicked]
+
+
 def basket_of(frame: pd.DataFrame) -> pd.Series:
     day = pd.to_datetime(frame["event_timestamp"], utc=True).dt.strftime("%Y-%m-%d")
     session = frame["session_id"] if "session_id" in frame else pd.Series(None, index=frame.index, dtype=object)
