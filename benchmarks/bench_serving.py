@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.processes import cpu_seconds  # noqa: E402
 from serving.threads import limit_threads  # noqa: E402
 
 limit_threads()
@@ -37,22 +38,6 @@ import pandas as pd  # noqa: E402
 # gRPC shares one TCP connection among channels to the same target unless told otherwise;
 # separate callers (shop back ends) have separate connections
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its children (the server processes), seconds."""
-    import psutil
-
-    procs = [psutil.Process(pid)]
-    procs += procs[0].children(recursive=True)
-    total = 0.0
-    for proc in procs:
-        try:
-            t = proc.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
 
 
 def cpu_per_request(fn, server_pid: int | None):

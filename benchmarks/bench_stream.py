@@ -30,7 +30,7 @@ import pandas as pd  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 import pyarrow.dataset as ds  # noqa: E402
 
-from benchmarks.processes import run_vitrine, start_vitrine  # noqa: E402
+from benchmarks.processes import cpu_seconds, run_vitrine, start_vitrine  # noqa: E402
 
 FIELDS = ("event_id", "event_time", "user_id", "item_id", "event_type", "session_id", "device", "region",
           "scene", "position", "price", "quantity", "merchant_id")
@@ -83,6 +83,8 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=2000.0, help="paced arrival rate, events/s")
     p.add_argument("--senders", type=int, default=4)
     p.add_argument("--name", default="platform-day")
+    p.add_argument("--trace", type=Path, default=None,
+                   help="also write each call's due time and ack latency, and the probes' visible times (.npz)")
     args = p.parse_args()
 
     import grpc
@@ -90,7 +92,7 @@ def main() -> None:
 
     from serving.proto import pb, pb_grpc
     from vitrine.config import Home
-    from vitrine.online.redis_local import free_port, redis_url
+    from vitrine.online.redis_local import ManagedRedis, free_port, redis_url
 
     run = f"bench{int(time.time())}"
     t0 = time.perf_counter()
@@ -159,6 +161,11 @@ def main() -> None:
                         break
                     time.sleep(0.002)
 
+    # where the cores go: each process's CPU over the replay (Redis's pid from its pid file)
+    pids = {"server": server.pid, "consumers": consumer.pid,
+            "redis": int(ManagedRedis(home.redis_dir).pid_file.read_text())}
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()} | {"client": time.process_time()}
+    forks0 = client.info("stats")["total_forks"]  # AOF rewrites and snapshots: a core for a second or two each
     threads = [threading.Thread(target=sender, args=(k,)) for k in range(args.senders)]
     prober = threading.Thread(target=probe)
     for t in [*threads, prober]:
@@ -166,6 +173,9 @@ def main() -> None:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - begin
+    cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+    cpu["client"] = time.process_time() - cpu0["client"]
+    forks = client.info("stats")["total_forks"] - forks0
     done.set()
     prober.join()
     server.terminate()
@@ -201,6 +211,9 @@ def main() -> None:
         "visible_p50_ms": float(np.percentile(np.array(visible) * 1000, 50)) if visible else None,
         "visible_p99_ms": float(np.percentile(np.array(visible) * 1000, 99)) if visible else None,
         "probes": len(visible), "per_hour": per_hour,
+        "redis_forks": forks,
+        "cores_used": {name: seconds / elapsed for name, seconds in cpu.items()},
+        "cpu_ms_per_1000_events": {name: seconds * 1e6 / max(1, int(accepted.sum())) for name, seconds in cpu.items()},
     }
     print(f"replayed {out['acknowledged']:,} of {len(df):,} events in {elapsed:.0f} s: "
           f"{out['events_per_s']:,.0f} events/s (paced at {args.rate:,.0f}); "
@@ -210,11 +223,16 @@ def main() -> None:
           f"last hour: p50 {last['p50_ms']:.1f} / p99 {last['p99_ms']:.1f} ms")
     print(f"event → real-time feature visible: p50 {out['visible_p50_ms']:.1f} ms, "
           f"p99 {out['visible_p99_ms']:.1f} ms over {len(visible)} probes")
+    print("cores used over the replay: " + ", ".join(f"{n} {c:.2f}" for n, c in out["cores_used"].items())
+          + f"; Redis forked {forks} times (AOF rewrites, snapshots)")
     print(f"log: {in_log:,} events of {out['acknowledged']:,} acknowledged, {out['written_twice']} written twice; "
           f"drained in {drain_s:.0f} s")
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / f"stream-{args.name}.json").write_text(json.dumps(out, indent=2))
+    if args.trace:  # where in the replay the slow calls were (AOF rewrites, snapshots, a noisy neighbour)
+        np.savez(args.trace, due_s=np.arange(len(requests)) * args.batch / args.rate, ack_ms=ack_ms,
+                 visible_ms=np.array(visible) * 1000)
 
 
 if __name__ == "__main__":

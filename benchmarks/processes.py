@@ -26,3 +26,19 @@ def run_vitrine(home: Path, *cmd: str) -> subprocess.CompletedProcess:
     """`vitrine --home HOME CMD...` to its end, output captured."""
     return subprocess.run([sys.executable, "-m", "app.cli", "--home", str(home), *cmd],
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the server processes), seconds."""
+    import psutil
+
+    procs = [psutil.Process(pid)]
+    procs += procs[0].children(recursive=True)
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
