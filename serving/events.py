@@ -39,19 +39,13 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def events_table(events: Sequence[dict[str, Any]], now: datetime) -> pa.Table:
-    """Events as text columns (as a CSV would give them); an empty event time is `now`."""
-    columns = {}
-    for name in EVENTS.names:
-        values = [_text(e.get(name)) for e in events]
-        if name == "event_time":
-            values = [v or now.isoformat() for v in values]
-        columns[name] = pa.array(values, type=pa.string())
-    return pa.table(columns)
+def events_table(events: Sequence[dict[str, Any]]) -> pa.Table:
+    """Events as text columns (as a CSV would give them)."""
+    return pa.table({name: pa.array([_text(e.get(name)) for e in events], type=pa.string()) for name in EVENTS.names})
 
 
 def _now_if_blank(table: pa.Table, now: datetime) -> pa.Table:
-    """A missing or blank event time is `now` (as `events_table` does for objects)."""
+    """A missing or blank event time is `now`."""
     if "event_time" not in table.column_names:
         return table.append_column("event_time", pa.array([now.isoformat()] * table.num_rows, pa.string()))
     times = table.column("event_time")
@@ -74,9 +68,9 @@ class EventCollector:
         now = datetime.now(UTC)
         if isinstance(events, pa.Table):
             batch_size(self.config, events.num_rows)
-            table = _now_if_blank(events, now)
         else:
-            table = events_table(event_batch(self.config, events), now)
+            events = events_table(event_batch(self.config, events))
+        table = _now_if_blank(events, now)
         known = self.known_items()
         clock = pd.Timestamp(now).floor("s")
         window = (clock - pd.Timedelta(days=self.config.event_past_days),

@@ -135,11 +135,11 @@ class RealtimeUpdater:
         users = sorted(events)
         keys = [self.reader.key(u) for u in users]
         client = self.reader.client
+        fields = [*self.reader.fields, APPLIED_FIELD]  # not the user's other ~40 fields
         for _ in range(MAX_RETRIES):
             with client.pipeline(transaction=True) as tx:
                 try:
                     tx.watch(*keys)
-                    fields = [*self.reader.fields, APPLIED_FIELD]  # not the user's other ~40 fields
                     with client.pipeline(transaction=False) as reads:
                         for key in keys:
                             reads.hmget(key, fields)
