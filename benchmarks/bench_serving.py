@@ -312,7 +312,10 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=30)
     if "side" in parts:
-        result["side_by_side"] = side_by_side(home, users, 200)
+        from vitrine.console import library_output_to
+
+        with library_output_to(home / "logs" / "bench-serving.log"):  # TensorFlow's C++ lines
+            result["side_by_side"] = side_by_side(home, users, 200)
         print("side by side", json.dumps(result["side_by_side"]), flush=True)
     out = ROOT / "benchmarks" / "results" / f"serving-{args.name}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
