@@ -15,10 +15,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -49,10 +48,10 @@ def _now_if_blank(table: pa.Table, now: datetime) -> pa.Table:
     if "event_time" not in table.column_names:
         return table.append_column("event_time", pa.array([now.isoformat()] * table.num_rows, pa.string()))
     times = table.column("event_time")
-    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(times), ""), True)
-    if not pc.any(blank).as_py():
+    blank = pc.equal(pc.utf8_trim_whitespace(times), "")
+    if not times.null_count and not any(chunk.true_count for chunk in blank.chunks):
         return table
-    filled = pc.if_else(blank, pa.scalar(now.isoformat(), pa.string()), times)
+    filled = pc.if_else(pc.fill_null(blank, True), pa.scalar(now.isoformat(), pa.string()), times)
     return table.set_column(table.column_names.index("event_time"), "event_time", filled)
 
 
@@ -72,9 +71,9 @@ class EventCollector:
             events = events_table(event_batch(self.config, events))
         table = _now_if_blank(events, now)
         known = self.known_items()
-        clock = pd.Timestamp(now).floor("s")
-        window = (clock - pd.Timedelta(days=self.config.event_past_days),
-                  clock + pd.Timedelta(minutes=self.config.event_future_minutes))
+        clock = now.replace(microsecond=0)
+        window = (clock - timedelta(days=self.config.event_past_days),
+                  clock + timedelta(minutes=self.config.event_future_minutes))
         checked = check_batch(table, EVENTS, source="track", first_row=0,
                               references={"item_id": (known, "item")} if known is not None else None,
                               time_bounds={"event_time": window})
@@ -87,8 +86,10 @@ class EventCollector:
         accepted = fill_event_ids(checked.accepted).select(EVENTS.names)
         first = first_occurrences(accepted.column("event_id"))  # an id twice in one batch: once
         in_batch = accepted.num_rows - len(first)
+        if in_batch:
+            accepted = accepted.take(pa.array(first))
         try:
-            appended = self.stream.append(accepted.take(pa.array(first)))
+            appended = self.stream.append(accepted)
         except StreamUnavailable as e:
             self.metrics.events.labels("not_stored").inc(len(first))
             raise Unavailable(f"{e}; none of the {len(first)} valid event(s) was stored: resend the batch "

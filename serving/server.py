@@ -44,11 +44,11 @@ def track_pb(result: TrackResult) -> pb.TrackEventsResponse:
 
 def events_table_pb(events) -> pa.Table:
     """`Event` messages as the collector's table, a column per field: strings as sent (empty
-    = missing), the optional numbers where set (integers typed, doubles as their text)."""
+    = missing: null), the optional numbers where set (integers typed, doubles as their text)."""
     columns = {}
     for f in pb.Event.DESCRIPTOR.fields:
         if f.type == f.TYPE_STRING:
-            columns[f.name] = pa.array([getattr(e, f.name) for e in events], pa.string())
+            columns[f.name] = pa.array([getattr(e, f.name) or None for e in events], pa.string())
         elif f.type == f.TYPE_DOUBLE:  # as text: a NaN or infinity is then rejected as "not a number"
             columns[f.name] = pa.array([repr(getattr(e, f.name)) if e.HasField(f.name) else None for e in events],
                                        pa.string())

@@ -106,3 +106,28 @@ def test_catalogue_upsert_latest_updated_at_wins(home: Home, tmp_path: Path):
     # and the same file again is a no-op
     again = ingest(home, items=[second]).tables["items"]
     assert (again.accepted, again.duplicate) == (0, 5)
+
+
+def test_derived_event_ids_are_fixed_forever():
+    """An event without an id gets a content hash; the values are pinned (ids of logs already
+    ingested must hold across versions), including nulls, a pre-1970 time, and floats."""
+    from datetime import UTC, datetime
+
+    from vitrine.data.eventlog import derive_event_ids
+    from vitrine.data.schemas import EVENTS
+
+    rows = [
+        {"event_time": datetime(2026, 10, 1, 12, 30, tzinfo=UTC), "user_id": "u1", "item_id": "i9",
+         "event_type": "click", "session_id": "s1", "device": "ios", "region": "north", "scene": "home",
+         "position": 3, "price": 12.5, "quantity": 1, "merchant_id": "m2"},
+        {"event_time": datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC), "user_id": "u2", "item_id": "i1",
+         "event_type": "purchase"},
+        {"event_time": datetime(2026, 10, 1, 12, 30, tzinfo=UTC), "user_id": "u1", "item_id": "i9",
+         "event_type": "click"},
+    ]
+    table = pa.Table.from_pylist([{c: r.get(c) for c in EVENTS.names} for r in rows], schema=EVENTS.arrow_schema())
+    expected = ["a1feb1853aef43d70bce729119b70962", "eec86208fb71a4fa0d6ae2a81123153b",
+                "5a2aff4ddf4f1c6a4fc8253312eef028"]
+    assert derive_event_ids(table).to_pylist() == expected
+    # one row alone hashes as it does among others
+    assert [derive_event_ids(table.slice(i, 1)).to_pylist()[0] for i in range(3)] == expected

@@ -8,6 +8,7 @@ partial file. Event ids make appends idempotent: an id already in the log is a d
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from pathlib import Path
@@ -39,24 +40,36 @@ def _mix(h: np.ndarray) -> np.ndarray:
     return h ^ (h >> np.uint64(31))
 
 
-def _column_lanes(arr: pa.Array, key: str) -> np.ndarray:
-    """A 64-bit hash per value of one column; nulls hash to a fixed sentinel."""
+@functools.cache
+def _salt(key: str) -> np.uint64:
+    return np.uint64(pd.util.hash_array(np.array([key], dtype=object))[0])
+
+
+def _column_hashes(arr: pa.Array, keys: tuple[str, ...]) -> list[np.ndarray]:
+    """Per key, a 64-bit hash per value of one column; nulls hash to a fixed sentinel. The
+    column's parsing (validity, dictionary, raw bits) is shared by the keys, and an absent
+    column costs nothing: a server derives ids for a few events per call."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
+    n = len(arr)
+    if arr.null_count == n:
+        return [np.full(n, _NULL_SENTINEL, dtype=np.uint64) for _ in keys]
     if pa.types.is_string(arr.type):
         enc = pc.dictionary_encode(arr)
         dictionary = enc.dictionary.to_numpy(zero_copy_only=False).astype(object)
-        dict_hash = pd.util.hash_array(dictionary, hash_key=key, categorize=False)
-        idx = pc.fill_null(enc.indices, 0).to_numpy(zero_copy_only=False)
-        h = dict_hash[idx] if len(dictionary) else np.zeros(len(arr), dtype=np.uint64)
+        indices = pc.fill_null(enc.indices, 0) if enc.indices.null_count else enc.indices
+        idx = indices.to_numpy(zero_copy_only=False)
+        out = [pd.util.hash_array(dictionary, hash_key=key, categorize=False)[idx] for key in keys]
     else:
         if pa.types.is_timestamp(arr.type):
             arr = pc.cast(arr, pa.int64())
-        raw = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False)
+        raw = (pc.fill_null(arr, 0) if arr.null_count else arr).to_numpy(zero_copy_only=False)
         bits = (raw.astype(np.float64) if raw.dtype.kind == "f" else raw.astype(np.int64)).view(np.uint64)
-        h = _mix(bits ^ np.uint64(pd.util.hash_array(np.array([key], dtype=object))[0]))
-    return np.where(valid, h, _NULL_SENTINEL).astype(np.uint64)
+        out = [_mix(bits ^ _salt(key)) for key in keys]
+    if arr.null_count:
+        valid = np.asarray(pc.is_valid(arr).to_numpy(zero_copy_only=False), dtype=bool)
+        out = [np.where(valid, h, _NULL_SENTINEL) for h in out]
+    return [h.astype(np.uint64, copy=False) for h in out]
 
 
 def derive_event_ids(table: pa.Table) -> pa.Array:
@@ -66,11 +79,12 @@ def derive_event_ids(table: pa.Table) -> pa.Array:
     validation has given it the contract's types.
     """
     n = table.num_rows
+    columns = [_column_hashes(table.column(name), _HASH_KEYS) for name in IDENTITY_COLUMNS]
     lanes = []
-    for key in _HASH_KEYS:
+    for k, key in enumerate(_HASH_KEYS):
         h = np.full(n, np.uint64(len(key)), dtype=np.uint64)
-        for name in IDENTITY_COLUMNS:
-            h = _mix(h * np.uint64(31) ^ _column_lanes(table.column(name), key))
+        for hashes in columns:
+            h = _mix(h * np.uint64(31) ^ hashes[k])
         lanes.append(h)
     raw = np.stack(lanes, axis=1).astype(">u8").view(np.uint8).reshape(n, 16)
     hexed = np.empty((n, 32), dtype=np.uint8)

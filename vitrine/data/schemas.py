@@ -7,6 +7,7 @@ Timestamps are stored as UTC with microsecond precision so pandas and Spark both
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -84,7 +85,12 @@ class TableSchema:
         raise KeyError(f"{self.name} has no column {name!r}")
 
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required) for c in self.columns])
+        return _arrow_schema(self.columns)
+
+
+@functools.cache
+def _arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:  # built once: a server checks every call against it
+    return pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required) for c in columns])
 
 
 EVENT_TYPES = ("impression", "click", "add_to_cart", "purchase")
