@@ -9,9 +9,12 @@ it), not through `store.push`, which costs ~60 ms a call.
 
 An update is atomic per batch of entries, across processes: the consumer WATCHes the users'
 keys, reads their rows, computes the new ones and writes them in one MULTI/EXEC, retrying
-when another consumer changed one of those users in between — no lost updates. Each row also
-records the last entry ids applied to it (`APPLIED_FIELD`, outside Feast's fields), written
-in the same transaction: an entry delivered again after a crash is not counted twice.
+when another consumer changed one of those users in between — no lost updates. The same
+transaction acknowledges the entries, and only if they are still pending for this consumer
+(`RedisEventStream.commit`): an entry is applied and acknowledged together or not at all, and
+an entry another consumer claimed meanwhile is applied by that one alone — never counted
+twice. (Until session 13 each row carried the ids of the last 64 entries applied to it: ~1 KB
+rewritten on every update, half of the append-only file's bytes.)
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ import pyarrow.compute as pc
 from serving.config import ServingConfig
 from serving.features import UserFeatureReader, UserFeatures
 from vitrine.featurestore.realtime import PUSH_SOURCE
-from vitrine.stream.base import REALTIME_GROUP, Entry, EventStream
+from vitrine.stream.base import REALTIME_GROUP, Entry
+from vitrine.stream.redis_streams import RedisEventStream
 
 log = logging.getLogger("serving.realtime")
 
@@ -39,8 +43,6 @@ RT_VIEW = "user_realtime"
 SNAPSHOT_VIEW = "user_behaviour"
 COUNTS = {"impression": "rt_impressions", "click": "rt_clicks", "add_to_cart": "rt_carts", "purchase": "rt_purchases"}
 ENGAGED = ("click", "add_to_cart", "purchase")
-APPLIED_FIELD = b"_vitrine:rt_applied"  # comma-separated ids of the last entries applied to the row
-APPLIED_KEEP = 64
 CLAIM_IDLE_MS = 30_000  # entries another consumer left pending this long are taken over
 MAX_RETRIES = 50
 
@@ -87,19 +89,23 @@ def realtime_row(user_id: str, current: UserFeatures, events: Sequence[tuple[int
     return row
 
 
+Hashes = dict[bytes, dict[bytes, bytes]]  # Redis key → fields
+
+
 class RealtimeUpdater:
-    def __init__(self, stream: EventStream, reader: UserFeatureReader,
-                 write: Callable[..., None], config: ServingConfig,
+    def __init__(self, stream: RedisEventStream, reader: UserFeatureReader,
+                 hashes: Callable[[Sequence[dict[str, Any]]], Hashes], config: ServingConfig,
                  consumer: str | None = None) -> None:
-        self.stream, self.reader, self.write, self.config = stream, reader, write, config
+        self.stream, self.reader, self.hashes, self.config = stream, reader, hashes, config
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.applied = 0  # events applied by this consumer
         self.conflicts = 0  # transactions retried because another consumer wrote one of the users
+        self.taken_over = 0  # entries another consumer claimed before this one committed them
 
     def recover(self, min_idle_ms: int = CLAIM_IDLE_MS) -> int:
         """Apply this consumer's pending entries and those other consumers left idle for
-        `min_idle_ms` (a dead consumer's; 0 takes every pending entry: safe, since an entry
-        applied twice is skipped by the rows' record, but it races live consumers)."""
+        `min_idle_ms` (a dead consumer's; 0 takes every pending entry: safe, since a live
+        consumer whose entries were claimed commits none of them)."""
         entries = self.stream.read(REALTIME_GROUP, self.consumer, count=500, pending=True)
         return self.apply(entries) + self.claim_idle(min_idle_ms)
 
@@ -114,58 +120,52 @@ class RealtimeUpdater:
         return self.apply(self.stream.read(REALTIME_GROUP, self.consumer, count=20, block_ms=block_ms))
 
     def apply(self, entries: Sequence[Entry]) -> int:
-        """Update every user of `entries` atomically, then acknowledge them."""
+        """Update every user of `entries` and acknowledge the entries, atomically."""
         if not entries:
             return 0
-        events: dict[str, list[tuple[int, str, str, str]]] = {}
+        events: dict[str, list[tuple[int, str, str]]] = {}
         for entry in entries:
             table = entry.events
             times = pc.cast(table.column("event_time"), pa.int64()).to_pylist()
             columns = [table.column(c).to_pylist() for c in ("user_id", "item_id", "event_type")]
             for time_us, user, item, event_type in zip(times, *columns, strict=True):
-                events.setdefault(user, []).append((time_us, item, event_type, entry.entry_id))
-        applied = self._transaction(events)
-        self.stream.ack(REALTIME_GROUP, [e.entry_id for e in entries])
+                events.setdefault(user, []).append((time_us, item, event_type))
+        applied = self._transaction([e.entry_id for e in entries], events)
         self.applied += applied
         return applied
 
-    def _transaction(self, events: dict[str, list[tuple[int, str, str, str]]]) -> int:
+    def _transaction(self, entry_ids: list[str], events: dict[str, list[tuple[int, str, str]]]) -> int:
         import redis
 
         users = sorted(events)
         keys = [self.reader.key(u) for u in users]
         client = self.reader.client
-        fields = [*self.reader.fields, APPLIED_FIELD]  # not the user's other ~40 fields
+        fields = self.reader.fields  # not the user's other ~40 fields
         for _ in range(MAX_RETRIES):
             with client.pipeline(transaction=True) as tx:
                 try:
-                    tx.watch(*keys)
-                    with client.pipeline(transaction=False) as reads:
-                        for key in keys:
-                            reads.hmget(key, fields)
-                        raw = [{f: v for f, v in zip(fields, got, strict=True) if v is not None}
-                               for got in reads.execute()]
-                    rows, guards, count = [], [], 0
+                    raw = []
+                    if keys:
+                        tx.watch(*keys)
+                        with client.pipeline(transaction=False) as reads:
+                            for key in keys:
+                                reads.hmget(key, fields)
+                            raw = [{f: v for f, v in zip(fields, got, strict=True) if v is not None}
+                                   for got in reads.execute()]
                     now_us = time.time_ns() // 1000
-                    for user, stored in zip(users, raw, strict=True):
-                        done = [d for d in (stored.get(APPLIED_FIELD) or b"").decode().split(",") if d]
-                        skip = set(done)
-                        mine = sorted((e for e in events[user] if e[3] not in skip), key=lambda e: e[0])
-                        if not mine:
-                            continue
-                        rows.append(realtime_row(user, self.reader.decode(stored), [e[:3] for e in mine], now_us,
-                                                 self.config.recent_items_max, self.config.bought_items_max))
-                        ids = [*done, *dict.fromkeys(e[3] for e in mine)][-APPLIED_KEEP:]
-                        guards.append({APPLIED_FIELD: ",".join(ids).encode()})
-                        count += len(mine)
+                    rows = [realtime_row(user, self.reader.decode(stored), sorted(events[user], key=lambda e: e[0]),
+                                         now_us, self.config.recent_items_max, self.config.bought_items_max)
+                            for user, stored in zip(users, raw, strict=True)]
                     tx.multi()
-                    if rows:
-                        self.write(tx, rows, guards)  # each row with its applied ids, one HSET a user
-                    tx.execute()
-                    return count
+                    self.stream.commit(REALTIME_GROUP, self.consumer, entry_ids, self.hashes(rows), pipe=tx)
+                    (written,) = tx.execute()
                 except redis.WatchError:
                     self.conflicts += 1
                     continue
+            if not written:  # claimed by another consumer since this one read them: theirs to apply
+                self.taken_over += len(entry_ids)
+                return 0
+            return sum(len(e) for e in events.values())
         raise RuntimeError(f"real-time update of {len(users)} users conflicted {MAX_RETRIES} times in a row")
 
 
@@ -182,10 +182,10 @@ def realtime_reader(client, store, project: str) -> UserFeatureReader:
     return UserFeatureReader(client, project, views, clock_us=None)
 
 
-def realtime_writer(store, project: str) -> Callable[..., None]:
-    """`write(pipe, rows, extra=None)`: queue rows (dicts) of the push source `user_realtime_push` on a Redis
-    pipeline for every online view it feeds, byte for byte as Feast's `store.push(..., ONLINE)`
-    writes them (vitrine/featurestore/encode.py, whose row encoder gives the bytes of the
+def realtime_writer(store, project: str) -> Callable[[Sequence[dict[str, Any]]], Hashes]:
+    """`hashes(rows)`: rows (dicts) of the push source `user_realtime_push` as the Redis hashes
+    for every online view it feeds, byte for byte as Feast's `store.push(..., ONLINE)` writes
+    them (vitrine/featurestore/encode.py, whose row encoder gives the bytes of the
     column encoder materialisation uses; tested against Feast's own push).
 
     Feast's push spends ~60 ms a call deserialising its registry (every feature view and
@@ -198,17 +198,15 @@ def realtime_writer(store, project: str) -> Callable[..., None]:
         raise ValueError(f"no online feature view is fed by the push source {PUSH_SOURCE!r}: run feast apply")
     layouts = [encode.ViewLayout.of(view) for view in views]
 
-    def write(pipe, rows: Sequence[dict[str, Any]], extra: Sequence[dict[bytes, bytes]] | None = None) -> None:
-        """`extra`: fields of our own (outside Feast's) written with each row of the first view."""
-        for n, layout in enumerate(layouts):
-            for i, row in enumerate(rows):  # a row at a time: ~100 rows a call, where pandas' fixed costs dominate
+    def hashes(rows: Sequence[dict[str, Any]]) -> Hashes:
+        out: Hashes = {}
+        for layout in layouts:
+            for row in rows:  # a row at a time: ~100 rows a call, where pandas' fixed costs dominate
                 rkey, fields = layout.row(row, project)
-                mapping = dict(fields)
-                if extra is not None and n == 0:
-                    mapping.update(extra[i])
-                pipe.hset(rkey, mapping=mapping)
+                out.setdefault(rkey, {}).update(fields)  # views of one entity share its key: one HSET
+        return out
 
-    return write
+    return hashes
 
 
 def feast_pusher(store) -> Callable[[pd.DataFrame], None]:

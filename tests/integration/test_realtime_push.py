@@ -35,7 +35,8 @@ def test_direct_push_bytes_equal_feasts_push(served):
 
     feast_pusher(store)(row("via-feast"))
     with client.pipeline(transaction=False) as pipe:
-        realtime_writer(store, project_name())(pipe, row("via-direct").to_dict("records"))
+        for rkey, fields in realtime_writer(store, project_name())(row("via-direct").to_dict("records")).items():
+            pipe.hset(rkey, mapping=fields)
         pipe.execute()
     key = {u: encode.entity_keys({"user_id": [u]}, project_name())[0] for u in ("via-feast", "via-direct")}
     by_feast, direct = client.hgetall(key["via-feast"]), client.hgetall(key["via-direct"])

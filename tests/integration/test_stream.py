@@ -197,6 +197,42 @@ def test_two_consumer_processes_and_kill_9_lose_no_update_and_log_each_event_onc
     assert len(logged) == sent == len(set(logged))
 
 
+def test_an_entry_claimed_from_a_slow_consumer_is_applied_by_the_claimer_alone(served):
+    """A consumer reads an entry and stalls; another claims it (as after 30 s idle) and applies
+    it. The slow one's commit then writes nothing: the click counts once, the entry is
+    acknowledged, and the slow consumer records it as taken over."""
+    import redis
+
+    from serving.config import ServingConfig
+    from serving.consumers import Consumers
+    from serving.realtime import RealtimeUpdater
+
+    home, url = served
+    base = Consumers.for_home(home, ServingConfig(), url).updater
+    base.recover(min_idle_ms=0)
+    while base.step(block_ms=10):  # what earlier tests left
+        pass
+    slow, fast = (RealtimeUpdater(base.stream, base.reader, base.hashes, base.config, consumer=name)
+                  for name in ("slow", "fast"))
+    user = f"claimed-{time.time_ns()}"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    base.stream.append(batch([f"{user}-{i}" for i in range(3)], user=user, start=start))
+    read = slow.stream.read(REALTIME_GROUP, "slow", count=10, block_ms=100)
+    assert [len(e.events) for e in read] == [3]
+    claimed = fast.stream.claim(REALTIME_GROUP, "fast", 0, 10)
+    assert fast.apply(claimed) == 3
+    assert slow.apply(read) == 0 and slow.taken_over == 1
+    assert base.reader.read(user).values["user_realtime__rt_clicks"] == 3
+    client = redis.Redis.from_url(url)
+    assert client.xpending(base.stream.key, REALTIME_GROUP)["pending"] == 0
+    # and a slow consumer that commits first leaves nothing to claim
+    base.stream.append(batch([f"{user}-x{i}" for i in range(2)], user=user, start=start + timedelta(seconds=9)))
+    read = slow.stream.read(REALTIME_GROUP, "slow", count=10, block_ms=100)
+    assert slow.apply(read) == 2
+    assert fast.stream.claim(REALTIME_GROUP, "fast", 0, 10) == []
+    assert base.reader.read(user).values["user_realtime__rt_clicks"] == 5
+
+
 _FULL_DISK_WRITER = """
 import resource, signal, sys
 import redis

@@ -11,8 +11,9 @@ are shared among its consumers. An entry a consumer has read but not acknowledge
 pending for it: read again with `pending=True` after a restart, or claimed by another
 consumer once idle (`claim`). A consumer acknowledges an entry only once its effect is
 durable, so a kill -9 at any moment repeats work and loses none; each consumer makes the
-repeat harmless (the event-log writer rewrites the same files, the real-time updater skips
-entries a user's row has recorded as applied).
+repeat harmless (the event-log writer rewrites the same files; the real-time updater writes
+its rows and acknowledges their entries in one Redis transaction, `RedisEventStream.commit`,
+so it needs the stream in the Redis that holds the online store).
 
 Redis Streams is the implementation here (`vitrine.stream.redis_streams`). A Kafka one maps
 one to one: a topic (partitioned by user id) for the stream, consumer groups for groups,

@@ -16,7 +16,7 @@ window (default 1 hour) bounds them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
@@ -38,6 +38,30 @@ if #skip == #ARGV - 2 then
 end
 local id = redis.call('XADD', KEYS[1], '*', 'events', ARGV[2], 'skip', table.concat(skip, ','))
 return {id, #skip}
+"""
+
+# KEYS[1] the stream, KEYS[2..] hashes; ARGV[1] group, ARGV[2] consumer, ARGV[3] n, ARGV[4..3+n] entry
+# ids, then per hash its field count m and m field/value pairs. Nothing is written unless every
+# entry is still pending for this consumer (not claimed by another since it was read).
+_COMMIT = """
+local n = tonumber(ARGV[3])
+for i = 4, 3 + n do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 0 then
+    return 0
+  end
+end
+local a = 4 + n
+for k = 2, #KEYS do
+  local m = tonumber(ARGV[a])
+  if m > 0 then
+    redis.call('HSET', KEYS[k], unpack(ARGV, a + 1, a + 2 * m))
+  end
+  a = a + 1 + 2 * m
+end
+if n > 0 then
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4, 3 + n))
+end
+return 1
 """
 
 # KEYS[1] the lease; ARGV[1] owner, ARGV[2] ttl (ms)
@@ -63,6 +87,7 @@ class RedisEventStream(EventStream):
         self.id_column = id_column
         self._append = client.register_script(_APPEND)
         self._lease = client.register_script(_LEASE)
+        self._commit = client.register_script(_COMMIT)
         self._groups: set[str] = set()
         for group in groups:
             self.ensure_group(group)
@@ -150,6 +175,20 @@ class RedisEventStream(EventStream):
     def ack(self, group: str, entry_ids: Sequence[str]) -> None:
         if entry_ids:
             self._call(self.client.xack, self.key, group, *entry_ids)
+
+    def commit(self, group: str, consumer: str, entry_ids: Sequence[str],
+               hashes: Mapping[bytes, Mapping[bytes, bytes]], pipe=None) -> bool | None:
+        """Write `hashes` (key → fields, HSET) and acknowledge `entry_ids` in one atomic step,
+        only if every entry is still pending for `consumer`: an entry another consumer claimed
+        (this one was too slow, or presumed dead) is applied by that one, never by both. Returns
+        whether it wrote; None when queued on `pipe` (a transaction: its `execute()` answers)."""
+        args: list = [group, consumer, len(entry_ids), *entry_ids]
+        for fields in hashes.values():
+            args.append(len(fields))
+            for field, value in fields.items():
+                args += (field, value)
+        done = self._call(self._commit, keys=[self.key, *hashes], args=args, client=pipe)
+        return None if pipe is not None else bool(done)
 
     def lag(self, group: str) -> tuple[int, int]:
         """(entries not yet delivered to `group`, delivered and not acknowledged). Redis's own
