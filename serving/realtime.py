@@ -120,9 +120,23 @@ class RealtimeUpdater:
         return self.apply(self.stream.read(REALTIME_GROUP, self.consumer, count=20, block_ms=block_ms))
 
     def apply(self, entries: Sequence[Entry]) -> int:
-        """Update every user of `entries` and acknowledge the entries, atomically."""
+        """Update every user of `entries` and acknowledge the entries, atomically. If another
+        consumer claimed some of them meanwhile, the rest are applied on their own."""
         if not entries:
             return 0
+        applied = self._apply(entries)
+        if applied is None and len(entries) > 1:
+            mine = self.stream.pending_for(REALTIME_GROUP, self.consumer, [e.entry_id for e in entries])
+            self.taken_over += len(entries) - len(mine)
+            applied = self._apply([e for e in entries if e.entry_id in mine]) if mine else 0
+        elif applied is None:
+            self.taken_over += 1
+        applied = applied or 0
+        self.applied += applied
+        return applied
+
+    def _apply(self, entries: Sequence[Entry]) -> int | None:
+        """Events applied; None when the entries were no longer all this consumer's."""
         events: dict[str, list[tuple[int, str, str]]] = {}
         for entry in entries:
             table = entry.events
@@ -130,11 +144,9 @@ class RealtimeUpdater:
             columns = [table.column(c).to_pylist() for c in ("user_id", "item_id", "event_type")]
             for time_us, user, item, event_type in zip(times, *columns, strict=True):
                 events.setdefault(user, []).append((time_us, item, event_type))
-        applied = self._transaction([e.entry_id for e in entries], events)
-        self.applied += applied
-        return applied
+        return self._transaction([e.entry_id for e in entries], events)
 
-    def _transaction(self, entry_ids: list[str], events: dict[str, list[tuple[int, str, str]]]) -> int:
+    def _transaction(self, entry_ids: list[str], events: dict[str, list[tuple[int, str, str]]]) -> int | None:
         import redis
 
         users = sorted(events)
@@ -162,9 +174,8 @@ class RealtimeUpdater:
                 except redis.WatchError:
                     self.conflicts += 1
                     continue
-            if not written:  # claimed by another consumer since this one read them: theirs to apply
-                self.taken_over += len(entry_ids)
-                return 0
+            if not written:  # one was claimed by another consumer since this one read it
+                return None
             return sum(len(e) for e in events.values())
         raise RuntimeError(f"real-time update of {len(users)} users conflicted {MAX_RETRIES} times in a row")
 

@@ -231,6 +231,16 @@ def test_an_entry_claimed_from_a_slow_consumer_is_applied_by_the_claimer_alone(s
     assert slow.apply(read) == 2
     assert fast.stream.claim(REALTIME_GROUP, "fast", 0, 10) == []
     assert base.reader.read(user).values["user_realtime__rt_clicks"] == 5
+    # two entries read together, one of them claimed: the other is still applied by the slow one
+    for n in range(2):
+        base.stream.append(batch([f"{user}-y{n}{i}" for i in range(n + 1)], user=user,
+                                 start=start + timedelta(seconds=20 + n)))
+    read = slow.stream.read(REALTIME_GROUP, "slow", count=10, block_ms=100)
+    assert [len(e.events) for e in read] == [1, 2]
+    assert fast.apply(fast.stream.claim(REALTIME_GROUP, "fast", 0, 1)) == 1
+    assert slow.apply(read) == 2 and slow.taken_over == 2
+    assert base.reader.read(user).values["user_realtime__rt_clicks"] == 8
+    assert client.xpending(base.stream.key, REALTIME_GROUP)["pending"] == 0
 
 
 _FULL_DISK_WRITER = """

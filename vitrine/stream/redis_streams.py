@@ -190,6 +190,15 @@ class RedisEventStream(EventStream):
         done = self._call(self._commit, keys=[self.key, *hashes], args=args, client=pipe)
         return None if pipe is not None else bool(done)
 
+    def pending_for(self, group: str, consumer: str, entry_ids: Sequence[str]) -> set[str]:
+        """The entries among `entry_ids` still pending for `consumer` (not acknowledged, not
+        claimed by another)."""
+        with self.client.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.xpending_range(self.key, group, min=entry_id, max=entry_id, count=1, consumername=consumer)
+            got = self._call(pipe.execute)
+        return {entry_id for entry_id, rows in zip(entry_ids, got, strict=True) if rows}
+
     def lag(self, group: str) -> tuple[int, int]:
         """(entries not yet delivered to `group`, delivered and not acknowledged). Redis's own
         `lag` is only a hint: after deletions it is unknown, and after a restart from the
