@@ -125,13 +125,11 @@ class RealtimeUpdater:
         if not entries:
             return 0
         applied = self._apply(entries)
-        if applied is None and len(entries) > 1:
-            mine = self.stream.pending_for(REALTIME_GROUP, self.consumer, [e.entry_id for e in entries])
-            self.taken_over += len(entries) - len(mine)
-            applied = self._apply([e for e in entries if e.entry_id in mine]) if mine else 0
-        elif applied is None:
-            self.taken_over += 1
-        applied = applied or 0
+        if applied is None:
+            ids = [e.entry_id for e in entries]
+            mine = self.stream.pending_for(REALTIME_GROUP, self.consumer, ids) if len(ids) > 1 else set()
+            self.taken_over += len(ids) - len(mine)
+            applied = (self._apply([e for e in entries if e.entry_id in mine]) or 0) if mine else 0
         self.applied += applied
         return applied
 

@@ -7,6 +7,7 @@ any failure is rejected whole; every other row is kept.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,8 +41,6 @@ class _Failure:
 
 
 def _blank_to_null(arr: pa.Array) -> pa.Array:
-    if arr.null_count == len(arr):
-        return arr
     trimmed = pc.utf8_trim_whitespace(arr)
     blank = pc.equal(trimmed, "")
     if not blank.true_count:
@@ -74,13 +73,9 @@ def _np_mask(arr: pa.Array) -> np.ndarray:
 # A server validates a few events per call, where each compute call's fixed cost (~10 µs, twice
 # that when the process has been idle) is the price: the checks below count first (`true_count`,
 # `null_count`: no call) and build a row mask only when some row fails.
-_VALUE_SETS: dict[tuple[str, ...], pa.Array] = {}
-
-
+@functools.cache
 def _value_set(allowed: tuple[str, ...]) -> pa.Array:
-    if allowed not in _VALUE_SETS:
-        _VALUE_SETS[allowed] = pa.array(allowed, pa.string())
-    return _VALUE_SETS[allowed]
+    return pa.array(allowed, pa.string())
 
 
 # the instants pandas can hold (datetime64[ns]), in µs: beyond them a value is unparsable, as
